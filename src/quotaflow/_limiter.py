@@ -1,0 +1,335 @@
+"""The async limiter: reserve before a call, wait FIFO without polling, settle after it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from quotaflow._base import LimiterBase, ReservationBase, make_usage, timeout_ns
+from quotaflow._clock import Clock, TimerHandle
+from quotaflow._errors import AcquireTimeoutError, ConfigurationError
+from quotaflow._events import EventKind, Hook
+from quotaflow._status import Decision, ScopeStatus
+from quotaflow._table import Scopes
+from quotaflow._waiting import RESERVE, wait_turn
+from quotaflow.core import NS_PER_SECOND, Claim, Limit, ReserveResult, Usage
+from quotaflow.stores import AsyncStore, MemoryStore, Store
+
+__all__ = ["Acquisition", "Limiter", "Reservation"]
+
+
+class Reservation(ReservationBase):
+    """An admitted request of a :class:`Limiter`; settle it with the actual usage.
+
+    Used as ``async with``, it settles with the reserved amounts on a clean exit (unless
+    settled or cancelled inside the block) and cancels, refunding everything, on an exception.
+    """
+
+    __slots__ = ()
+    _limiter: Limiter
+
+    async def settle(
+        self,
+        usage: Usage | None = None,
+        *,
+        requests: int | None = None,
+        tokens: int | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost: int | None = None,
+    ) -> None:
+        """Reconcile with the actual usage: refund what was not used, charge any overrun.
+
+        Amounts not given keep their reserved value. Idempotent: only the first settle or
+        cancel counts.
+        """
+        actual = self._actual(usage, requests, tokens, input_tokens, output_tokens, cost)
+        if self.state == "held":
+            self.state = "settling"
+            direct = self._limiter._direct  # noqa: SLF001
+            if direct is not None:
+                direct.settle(self.id, actual)
+            else:
+                await self._limiter._store.asettle(self.id, actual)  # noqa: SLF001
+            self._finished(actual)
+
+    async def cancel(self) -> None:
+        """Give the whole reservation back (the call was not made). Idempotent."""
+        if self.state == "held":
+            self.state = "settling"
+            await self._limiter._store.asettle(self.id, None)  # noqa: SLF001
+            self._finished(None)
+
+    async def renew(self) -> bool:
+        """Extend the reservation and its concurrency leases; ``False`` if they expired."""
+        if self.state != "held":
+            return False
+        limiter = self._limiter
+        return await limiter._store.arenew(self.id, limiter._ttl_ns)  # noqa: SLF001
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.state == "held":
+            if exc_type is None:
+                await self.settle()
+            else:
+                await asyncio.shield(self.cancel())
+
+
+class Acquisition:
+    """What :meth:`Limiter.acquire` returns: await it, or use it as ``async with``."""
+
+    __slots__ = ("_args", "_limiter", "_reservation")
+
+    def __init__(self, limiter: Limiter, args: tuple[Scopes, Usage, int | None]) -> None:
+        self._limiter = limiter
+        self._args = args
+        self._reservation: Reservation | None = None
+
+    def __await__(self) -> Generator[Any, None, Reservation]:
+        return self._limiter._acquire(*self._args).__await__()  # noqa: SLF001
+
+    async def __aenter__(self) -> Reservation:
+        self._reservation = await self._limiter._acquire(*self._args)  # noqa: SLF001
+        return self._reservation
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._reservation is not None:
+            await self._reservation.__aexit__(exc_type, exc, tb)
+
+
+class Limiter(LimiterBase):
+    """Admit calls under every limit of every scope they span, for asyncio code.
+
+    Args:
+        limits: limits per scope; keys ending in ``*`` are prefix patterns (``"user:*"``).
+        store: where the state lives; a private :class:`MemoryStore` by default.
+        clock: the time source for waiting (the store keeps its own time).
+        hooks: callables receiving every :class:`LimiterEvent`.
+        reservation_ttl: seconds after which an unsettled reservation is forgotten (it can no
+            longer be refunded, and its concurrency leases are released by their own TTL).
+
+    Example:
+        >>> limiter = Limiter({"openai:gpt-4o": [rpm(500), tpm(30_000)]})
+        >>> async with limiter.acquire("openai:gpt-4o", input_tokens=900, output_tokens=500) as r:
+        ...     response = await call_model()
+        ...     await r.settle(output_tokens=response.usage.completion_tokens)
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, Limit | Iterable[Limit]],
+        *,
+        store: AsyncStore | None = None,
+        clock: Clock | None = None,
+        hooks: Sequence[Hook] = (),
+        reservation_ttl: float = 3600.0,
+    ) -> None:
+        super().__init__(limits, clock=clock, hooks=hooks, reservation_ttl=reservation_ttl)
+        if store is not None and not isinstance(store, AsyncStore):
+            raise ConfigurationError(f"store must implement AsyncStore, got {store!r}")
+        self._store: AsyncStore = store if store is not None else MemoryStore(clock=self._clock)
+        # A store whose operations never block is called synchronously: one coroutine less.
+        direct = self._store if getattr(self._store, "nonblocking", False) else None
+        self._direct: Store | None = direct if isinstance(direct, Store) else None
+        self._releasing: set[asyncio.Task[bool]] = set()
+
+    @property
+    def store(self) -> AsyncStore:
+        """The store holding this limiter's state."""
+        return self._store
+
+    def acquire(
+        self,
+        scopes: Scopes,
+        usage: Usage | None = None,
+        *,
+        requests: int = 1,
+        tokens: int | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: int = 0,
+        timeout: float | None = None,
+    ) -> Acquisition:
+        """Reserve ``usage`` in every scope of ``scopes``, waiting FIFO until all limits admit it.
+
+        Args:
+            scopes: one scope or several; the admission is all-or-nothing across them.
+            usage: the estimated usage, or give the amounts as keywords.
+            requests: requests counted (1 per call).
+            tokens: combined tokens, when the input/output split is unknown.
+            input_tokens: estimated input tokens.
+            output_tokens: output tokens to reserve (usually ``max_tokens``).
+            cost: estimated cost in micro-USD.
+            timeout: seconds to wait at most (``None``: no limit).
+
+        Returns:
+            An :class:`Acquisition`: ``await`` it for a :class:`Reservation`, or use it as
+            ``async with`` to settle or cancel automatically.
+
+        Raises:
+            CapacityExceededError: a limit could never admit the request.
+            AcquireTimeoutError: not admitted within ``timeout``.
+            ConfigurationError: an unknown scope; InvalidUsageError: a bad amount.
+        """
+        request = make_usage(usage, requests, tokens, input_tokens, output_tokens, cost)
+        return Acquisition(self, (scopes, request, timeout_ns(timeout)))
+
+    async def try_acquire(
+        self,
+        scopes: Scopes,
+        usage: Usage | None = None,
+        *,
+        requests: int = 1,
+        tokens: int | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: int = 0,
+    ) -> Decision[Reservation]:
+        """Reserve now or not at all; never waits, and never jumps ahead of waiting requests."""
+        request = make_usage(usage, requests, tokens, input_tokens, output_tokens, cost)
+        names, claims = self._plan(scopes, request)
+        rid = self._new_id()
+        if self._room.busy(names):
+            eta = self._room.head_eta(names)
+            retry_after = max(0, eta - self._clock.now_ns()) / NS_PER_SECOND if eta else 0.0
+            decision: Decision[Reservation] = Decision(None, retry_after, None)
+        else:
+            result = await self._store.areserve(rid, claims, self._ttl_ns)
+            if result.granted:
+                return Decision(self._admitted(rid, names, request, result.now, 0.0, 0), 0.0, None)
+            retry_ns = (result.slot - result.now) if result.slot is not None else 0
+            decision = Decision(None, retry_ns / NS_PER_SECOND, result.binding)
+        if self._hooks:
+            self._emit(
+                EventKind.REJECTED, rid, names, request,
+                retry_after=decision.retry_after, limit=decision.limit,
+            )  # fmt: skip
+        return decision
+
+    async def status(self, scope: str) -> ScopeStatus:
+        """Return used / capacity / remaining / reset of every limit of ``scope``."""
+        now, snapshots = await self._store.asnapshot(scope, self._table.limits_of(scope))
+        return self._status(scope, now, snapshots)
+
+    async def aclose(self) -> None:
+        """Close the store (when the limiter created it, or was given it)."""
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+        await self._store.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # Internals -----------------------------------------------------------------------------
+
+    def _admitted(
+        self, rid: str, names: tuple[str, ...], request: Usage, now: int, wait: float, position: int
+    ) -> Reservation:
+        reservation = Reservation(self, rid, names, request, now, wait, position)
+        if self._hooks:
+            self._emit(
+                EventKind.ACQUIRED, rid, names, request, wait_time=wait, queue_position=position
+            )
+        return reservation
+
+    async def _acquire(self, scopes: Scopes, request: Usage, limit_ns: int | None) -> Reservation:
+        names, claims = self._plan(scopes, request)
+        rid = self._new_id()
+        first: ReserveResult | None = None
+        if not self._room.busy(names):
+            direct = self._direct
+            if direct is not None:
+                first = direct.reserve(rid, claims, self._ttl_ns)
+            else:
+                first = await self._store.areserve(rid, claims, self._ttl_ns)
+            if first.granted:
+                return self._admitted(rid, names, request, first.now, 0.0, 0)
+        return await self._wait(rid, names, claims, request, first, limit_ns)
+
+    async def _wait(  # noqa: PLR0913
+        self,
+        rid: str,
+        names: tuple[str, ...],
+        claims: list[Claim],
+        request: Usage,
+        first: ReserveResult | None,
+        limit_ns: int | None,
+    ) -> Reservation:
+        clock = self._clock
+        start = clock.now_ns()
+        waiter = self._room.new_waiter(names, None if limit_ns is None else start + limit_ns)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] | None = None
+
+        def wake() -> None:
+            if future is not None and not future.done():
+                future.set_result(None)
+
+        waiter.wake = wake
+        flow = wait_turn(self._room, waiter, first, clock.now_ns)
+        try:
+            step = next(flow)
+            if self._hooks:
+                self._emit(
+                    EventKind.QUEUED, rid, names, request,
+                    queue_position=waiter.position, limit=waiter.binding,
+                )  # fmt: skip
+            while True:
+                if step == RESERVE:
+                    step = flow.send(await self._reserve_or_release(rid, claims))
+                    continue
+                future = loop.create_future()
+                handle: TimerHandle | None = None
+                if step is not None:
+                    handle = clock.call_later(float(step), wake)
+                try:
+                    await future
+                finally:
+                    if handle is not None:
+                        handle.cancel()
+                    future = None
+                step = flow.send(None)
+        except StopIteration as stop:
+            result: ReserveResult = stop.value
+            wait = (clock.now_ns() - start) / NS_PER_SECOND
+            return self._admitted(rid, names, request, result.now, wait, waiter.position)
+        except AcquireTimeoutError as error:
+            if self._hooks:
+                self._emit(
+                    EventKind.TIMED_OUT, rid, names, request,
+                    wait_time=(clock.now_ns() - start) / NS_PER_SECOND,
+                    queue_position=waiter.position, limit=error.limit,
+                    retry_after=error.retry_after,
+                )  # fmt: skip
+            raise
+        finally:
+            flow.close()
+
+    async def _reserve_or_release(self, rid: str, claims: list[Claim]) -> ReserveResult:
+        try:
+            return await self._store.areserve(rid, claims, self._ttl_ns)
+        except asyncio.CancelledError:
+            # The store may have admitted the request before the cancellation arrived: give
+            # back whatever it holds under this id, without blocking the cancellation.
+            task = asyncio.get_running_loop().create_task(self._store.asettle(rid, None))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+            raise

@@ -1,0 +1,247 @@
+"""The limiter for threads: the same engine and FIFO waiting as :class:`Limiter`, blocking."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+from quotaflow._base import LimiterBase, ReservationBase, make_usage, timeout_ns
+from quotaflow._clock import Clock
+from quotaflow._errors import AcquireTimeoutError, ConfigurationError
+from quotaflow._events import EventKind, Hook
+from quotaflow._status import Decision, ScopeStatus
+from quotaflow._table import Scopes
+from quotaflow._waiting import RESERVE, wait_turn
+from quotaflow.core import NS_PER_SECOND, Claim, Limit, ReserveResult, Usage
+from quotaflow.stores import MemoryStore, Store
+
+__all__ = ["SyncLimiter", "SyncReservation"]
+
+
+class SyncReservation(ReservationBase):
+    """An admitted request of a :class:`SyncLimiter`; settle it with the actual usage.
+
+    Used as ``with``, it settles with the reserved amounts on a clean exit (unless settled or
+    cancelled inside the block) and cancels, refunding everything, on an exception.
+    """
+
+    __slots__ = ()
+    _limiter: SyncLimiter
+
+    def settle(
+        self,
+        usage: Usage | None = None,
+        *,
+        requests: int | None = None,
+        tokens: int | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost: int | None = None,
+    ) -> None:
+        """Reconcile with the actual usage; see :meth:`Reservation.settle`. Idempotent."""
+        actual = self._actual(usage, requests, tokens, input_tokens, output_tokens, cost)
+        with self._limiter._settle_lock:  # noqa: SLF001
+            if self.state != "held":
+                return
+            self.state = "settling"
+        self._limiter._store.settle(self.id, actual)  # noqa: SLF001
+        self._finished(actual)
+
+    def cancel(self) -> None:
+        """Give the whole reservation back (the call was not made). Idempotent."""
+        with self._limiter._settle_lock:  # noqa: SLF001
+            if self.state != "held":
+                return
+            self.state = "settling"
+        self._limiter._store.settle(self.id, None)  # noqa: SLF001
+        self._finished(None)
+
+    def renew(self) -> bool:
+        """Extend the reservation and its concurrency leases; ``False`` if they expired."""
+        if self.state != "held":
+            return False
+        limiter = self._limiter
+        return limiter._store.renew(self.id, limiter._ttl_ns)  # noqa: SLF001
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.state == "held":
+            if exc_type is None:
+                self.settle()
+            else:
+                self.cancel()
+
+
+class SyncLimiter(LimiterBase):
+    """Admit calls under every limit of every scope they span, for threaded code.
+
+    Takes the same arguments as :class:`Limiter`, with a :class:`Store` instead of an
+    :class:`AsyncStore`. Safe to share between threads.
+
+    Example:
+        >>> limiter = SyncLimiter({"openai:gpt-4o": [rpm(500), tpm(30_000)]})
+        >>> with limiter.acquire("openai:gpt-4o", input_tokens=900, output_tokens=500) as r:
+        ...     response = call_model()
+        ...     r.settle(output_tokens=response.usage.completion_tokens)
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, Limit | Iterable[Limit]],
+        *,
+        store: Store | None = None,
+        clock: Clock | None = None,
+        hooks: Sequence[Hook] = (),
+        reservation_ttl: float = 3600.0,
+    ) -> None:
+        super().__init__(limits, clock=clock, hooks=hooks, reservation_ttl=reservation_ttl)
+        if store is not None and not isinstance(store, Store):
+            raise ConfigurationError(f"store must implement Store, got {store!r}")
+        self._store: Store = store if store is not None else MemoryStore(clock=self._clock)
+        self._settle_lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        """The store holding this limiter's state."""
+        return self._store
+
+    def acquire(
+        self,
+        scopes: Scopes,
+        usage: Usage | None = None,
+        *,
+        requests: int = 1,
+        tokens: int | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: int = 0,
+        timeout: float | None = None,
+    ) -> SyncReservation:
+        """Reserve ``usage`` in every scope, blocking FIFO until all limits admit it.
+
+        Arguments, errors and waiting are those of :meth:`Limiter.acquire`. The reservation
+        is a context manager that settles or cancels.
+        """
+        request = make_usage(usage, requests, tokens, input_tokens, output_tokens, cost)
+        limit_ns = timeout_ns(timeout)
+        names, claims = self._plan(scopes, request)
+        rid = self._new_id()
+        first: ReserveResult | None = None
+        if not self._room.busy(names):
+            first = self._store.reserve(rid, claims, self._ttl_ns)
+            if first.granted:
+                return self._admitted(rid, names, request, first.now, 0.0, 0)
+        return self._wait(rid, names, claims, request, first, limit_ns)
+
+    def try_acquire(
+        self,
+        scopes: Scopes,
+        usage: Usage | None = None,
+        *,
+        requests: int = 1,
+        tokens: int | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: int = 0,
+    ) -> Decision[SyncReservation]:
+        """Reserve now or not at all; never waits, and never jumps ahead of waiting requests."""
+        request = make_usage(usage, requests, tokens, input_tokens, output_tokens, cost)
+        names, claims = self._plan(scopes, request)
+        rid = self._new_id()
+        if self._room.busy(names):
+            eta = self._room.head_eta(names)
+            retry_after = max(0, eta - self._clock.now_ns()) / NS_PER_SECOND if eta else 0.0
+            decision: Decision[SyncReservation] = Decision(None, retry_after, None)
+        else:
+            result = self._store.reserve(rid, claims, self._ttl_ns)
+            if result.granted:
+                return Decision(self._admitted(rid, names, request, result.now, 0.0, 0), 0.0, None)
+            retry_ns = (result.slot - result.now) if result.slot is not None else 0
+            decision = Decision(None, retry_ns / NS_PER_SECOND, result.binding)
+        if self._hooks:
+            self._emit(
+                EventKind.REJECTED, rid, names, request,
+                retry_after=decision.retry_after, limit=decision.limit,
+            )  # fmt: skip
+        return decision
+
+    def status(self, scope: str) -> ScopeStatus:
+        """Return used / capacity / remaining / reset of every limit of ``scope``."""
+        now, snapshots = self._store.snapshot(scope, self._table.limits_of(scope))
+        return self._status(scope, now, snapshots)
+
+    def close(self) -> None:
+        """Close the store."""
+        self._store.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # Internals -----------------------------------------------------------------------------
+
+    def _admitted(
+        self, rid: str, names: tuple[str, ...], request: Usage, now: int, wait: float, position: int
+    ) -> SyncReservation:
+        reservation = SyncReservation(self, rid, names, request, now, wait, position)
+        if self._hooks:
+            self._emit(
+                EventKind.ACQUIRED, rid, names, request, wait_time=wait, queue_position=position
+            )
+        return reservation
+
+    def _wait(  # noqa: PLR0913
+        self,
+        rid: str,
+        names: tuple[str, ...],
+        claims: list[Claim],
+        request: Usage,
+        first: ReserveResult | None,
+        limit_ns: int | None,
+    ) -> SyncReservation:
+        clock = self._clock
+        start = clock.now_ns()
+        waiter = self._room.new_waiter(names, None if limit_ns is None else start + limit_ns)
+        event = threading.Event()
+        waiter.wake = event.set
+        flow = wait_turn(self._room, waiter, first, clock.now_ns)
+        try:
+            step = next(flow)
+            if self._hooks:
+                self._emit(
+                    EventKind.QUEUED, rid, names, request,
+                    queue_position=waiter.position, limit=waiter.binding,
+                )  # fmt: skip
+            while True:
+                if step == RESERVE:
+                    step = flow.send(self._store.reserve(rid, claims, self._ttl_ns))
+                    continue
+                clock.wait(event, None if step is None else float(step))
+                event.clear()
+                step = flow.send(None)
+        except StopIteration as stop:
+            result: ReserveResult = stop.value
+            wait = (clock.now_ns() - start) / NS_PER_SECOND
+            return self._admitted(rid, names, request, result.now, wait, waiter.position)
+        except AcquireTimeoutError as error:
+            if self._hooks:
+                self._emit(
+                    EventKind.TIMED_OUT, rid, names, request,
+                    wait_time=(clock.now_ns() - start) / NS_PER_SECOND,
+                    queue_position=waiter.position, limit=error.limit,
+                    retry_after=error.retry_after,
+                )  # fmt: skip
+            raise
+        finally:
+            flow.close()

@@ -1,0 +1,239 @@
+"""FIFO waiting without polling, shared by the async and the sync limiter.
+
+Each scope with waiters has a queue ordered by arrival. A waiter sits in the queue of the scope
+that holds it back, so a request stuck on one user's exhausted budget never blocks other users
+of the same provider. Only the head of a queue talks to the store: it tries to reserve, and if
+refused it sleeps until the slot the store named (one timer per queue) or until a refund in
+that scope wakes it. When it is admitted, the next head tries at once.
+
+A request is eligible only once no earlier request waits in any scope it spans; until then it
+moves to the queue of that earlier request, keeping its place by arrival.
+
+The decisions are a sans-I/O generator (:func:`wait_turn`) that yields what it needs, either
+``RESERVE`` (answered with the store's :class:`ReserveResult`) or a timeout in seconds to
+sleep (answered with ``None`` once woken or timed out). The async and the sync limiter each
+drive it with their own I/O, so the logic exists once.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Callable, Generator
+from typing import Final
+
+from quotaflow._errors import AcquireTimeoutError
+from quotaflow.core import NS_PER_SECOND, BoundLimit, ReserveResult
+
+__all__ = ["RESERVE", "Waiter", "WaitingRoom", "wait_turn"]
+
+#: What :func:`wait_turn` yields when it wants the driver to try the store.
+RESERVE: Final = "reserve"
+
+#: What :func:`wait_turn` yields: ``RESERVE``, or seconds to sleep (``None``: until woken).
+Step = str | float | None
+
+
+def _nothing() -> None:
+    return None
+
+
+class Waiter:
+    """One request waiting for its turn."""
+
+    __slots__ = (
+        "binding",
+        "deadline",
+        "eta",
+        "position",
+        "queue",
+        "scopes",
+        "seq",
+        "wake",
+        "woken",
+    )
+
+    def __init__(self, seq: int, scopes: tuple[str, ...], deadline: int | None) -> None:
+        self.seq = seq
+        self.scopes = scopes
+        self.deadline = deadline  # ns on the limiter's clock, or None
+        self.queue = ""  # the scope whose queue holds it
+        self.position = 0  # requests ahead of it when it first queued
+        self.eta: int | None = None  # when the store expects to admit it, ns on the limiter's clock
+        self.binding: BoundLimit | None = None
+        self.woken = False
+        self.wake: Callable[[], None] = _nothing  # set by the driver
+
+
+class WaitingRoom:
+    """The queues of one limiter. Thread-safe."""
+
+    __slots__ = ("_queues", "_seq", "lock")
+
+    def __init__(self) -> None:
+        self._queues: dict[str, list[tuple[int, Waiter]]] = {}
+        self._seq = itertools.count()
+        self.lock = threading.Lock()
+
+    def busy(self, scopes: tuple[str, ...]) -> bool:
+        """Whether a request for ``scopes`` would have to queue behind others."""
+        queues = self._queues
+        if not queues:
+            return False
+        return any(scope in queues for scope in scopes)
+
+    def depth(self, scope: str) -> int:
+        """Requests waiting in the queue of ``scope``."""
+        return len(self._queues.get(scope, ()))
+
+    def head_eta(self, scopes: tuple[str, ...]) -> int | None:
+        """When the first waiter of any of ``scopes`` expects to be admitted, if known."""
+        etas = [eta for s in scopes if (q := self._queues.get(s)) and (eta := q[0][1].eta)]
+        return min(etas) if etas else None
+
+    def new_waiter(self, scopes: tuple[str, ...], deadline: int | None) -> Waiter:
+        """Create a waiter with the next arrival number."""
+        return Waiter(next(self._seq), scopes, deadline)
+
+    def join(self, waiter: Waiter, scope: str) -> None:
+        """Put ``waiter`` in the queue of ``scope`` (caller holds the lock)."""
+        queue = self._queues.setdefault(scope, [])
+        if not waiter.queue:
+            waiter.position = len(queue)
+        waiter.queue = scope
+        heapq.heappush(queue, (waiter.seq, waiter))
+
+    def leave(self, waiter: Waiter) -> Waiter | None:
+        """Take ``waiter`` out of its queue; return the new head if it changed (lock held)."""
+        name = waiter.queue
+        queue = self._queues.get(name)
+        if queue is None:
+            return None
+        was_head = queue[0][1] is waiter
+        if was_head:
+            heapq.heappop(queue)
+        else:
+            queue.remove((waiter.seq, waiter))
+            heapq.heapify(queue)
+        waiter.queue = ""
+        if not queue:
+            del self._queues[name]
+            return None
+        return queue[0][1] if was_head else None
+
+    def is_head(self, waiter: Waiter) -> bool:
+        """Whether ``waiter`` is first in its queue (lock held)."""
+        queue = self._queues.get(waiter.queue)
+        return queue is not None and queue[0][1] is waiter
+
+    def earlier_elsewhere(self, waiter: Waiter) -> str | None:
+        """A scope of ``waiter`` in which an earlier request waits, if any (lock held)."""
+        for scope in waiter.scopes:
+            if scope != waiter.queue:
+                queue = self._queues.get(scope)
+                if queue and queue[0][0] < waiter.seq:
+                    return scope
+        return None
+
+    def move(self, waiter: Waiter, scope: str) -> Waiter | None:
+        """Move ``waiter`` to the queue of ``scope``; return a new head to wake (lock held)."""
+        woken = self.leave(waiter)
+        self.join(waiter, scope)
+        return woken
+
+    def wake_heads(self, scopes: tuple[str, ...]) -> None:
+        """Wake the head of each of ``scopes`` (capacity came back there)."""
+        if not self._queues:
+            return
+        with self.lock:
+            heads = [q[0][1] for s in scopes if (q := self._queues.get(s))]
+        for head in heads:
+            head.woken = True
+            head.wake()
+
+
+def _timeout(waiter: Waiter, now: int, eta: int | None) -> AcquireTimeoutError:
+    retry_after = max(0, (eta or now) - now) / NS_PER_SECOND
+    return AcquireTimeoutError(retry_after, waiter.binding)
+
+
+def wait_turn(  # noqa: C901, PLR0912 (one state machine reads best in one place)
+    room: WaitingRoom,
+    waiter: Waiter,
+    first: ReserveResult | None,
+    now: Callable[[], int],
+) -> Generator[Step, ReserveResult | None, ReserveResult]:
+    """Wait until ``waiter`` is admitted; return the granting result.
+
+    ``first`` is the store's refusal that sent the request here (``None`` when it queued behind
+    earlier requests without asking the store). ``now`` reads the limiter's
+    clock. Raises :class:`AcquireTimeoutError` at the deadline, or at once when the store names
+    a slot past it. Whatever ends the wait, the waiter leaves its queue and the next head is
+    woken.
+    """
+    result: ReserveResult | None = first
+    granted = False
+    try:
+        with room.lock:
+            scope = first.binding.scope if first and first.binding else waiter.scopes[0]
+            if not room.busy(waiter.scopes) or room.depth(scope):
+                room.join(waiter, scope)
+            else:
+                room.join(waiter, next(s for s in waiter.scopes if room.depth(s)))
+            if not room.is_head(waiter):
+                result = None  # earlier requests go first; their admission will wake this one
+        while True:
+            if result is None:
+                with room.lock:
+                    if not room.is_head(waiter):
+                        attempt = False
+                    elif (other := room.earlier_elsewhere(waiter)) is not None:
+                        _wake(room.move(waiter, other))
+                        continue
+                    else:
+                        attempt = True
+                if attempt:
+                    result = yield RESERVE
+                    assert result is not None  # noqa: S101 (the driver's contract)
+            if result is not None and result.granted:
+                granted = True
+                return result
+            sleep_ns: int | None = None
+            if result is not None:
+                waiter.binding = result.binding
+                binding_scope = result.binding.scope if result.binding else waiter.queue
+                if binding_scope != waiter.queue:
+                    with room.lock:
+                        woken = room.move(waiter, binding_scope)
+                    _wake(woken)
+                    result = None
+                    continue
+                if result.slot is not None:
+                    sleep_ns = max(0, result.slot - result.now)
+                    waiter.eta = now() + sleep_ns
+                    if waiter.deadline is not None and waiter.eta > waiter.deadline:
+                        raise _timeout(waiter, now(), waiter.eta)
+                result = None
+            if waiter.deadline is not None:
+                left = waiter.deadline - now()
+                if left <= 0:
+                    raise _timeout(waiter, now(), room.head_eta(waiter.scopes))
+                sleep_ns = left if sleep_ns is None else min(sleep_ns, left)
+            if waiter.woken:
+                waiter.woken = False
+                continue
+            yield None if sleep_ns is None else sleep_ns / NS_PER_SECOND
+            waiter.woken = False
+    finally:
+        with room.lock:
+            woken = room.leave(waiter) if waiter.queue else None
+        _wake(woken)
+        if not granted:
+            waiter.wake = _nothing
+
+
+def _wake(waiter: Waiter | None) -> None:
+    if waiter is not None:
+        waiter.woken = True
+        waiter.wake()

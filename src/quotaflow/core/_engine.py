@@ -1,0 +1,251 @@
+"""The admission engine: all-or-nothing reservations across scopes, on in-memory state.
+
+Pure: every operation takes ``now`` (nanoseconds) and does no I/O; stores add the clock, the
+locking and, where they need it, persistence. One admission spans any number of scopes and
+limits: either every limit admits its amount at ``now`` and all are charged, or none is
+charged and the result names the earliest time at which all would admit it (the slot) and the
+limit that binds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, NamedTuple
+
+from quotaflow._errors import CapacityExceededError
+from quotaflow.core._lease_state import LeaseState
+from quotaflow.core._limits import BoundLimit, Limit, Quota, Rate
+from quotaflow.core._quota_state import QuotaState
+from quotaflow.core._rate_state import RateState
+from quotaflow.core._snapshot import LimitSnapshot
+from quotaflow.core._usage import Usage, usage_index
+
+__all__ = ["Claim", "Engine", "ReserveResult", "Route", "State", "plan_claims"]
+
+#: The state behind one limit in one scope.
+State = RateState | QuotaState | LeaseState
+
+#: One limit's share of an admission: ``(scope, limit, amount, usage index)``. The index is
+#: the position of the limit's metric in a :class:`Usage` (-1 for ``concurrent``).
+Claim = tuple[str, Limit, int, int]
+
+_NO_USAGE: Final = Usage(requests=0)
+
+
+class Route:
+    """The limits one request touches, resolved once per combination of scopes.
+
+    Turning a usage into claims is then a loop over precomputed entries; this is the hot path
+    of every admission.
+    """
+
+    __slots__ = ("entries", "names")
+
+    def __init__(self, scopes: Sequence[tuple[str, Sequence[Limit]]]) -> None:
+        self.names = tuple(scope for scope, _ in scopes)
+        self.entries = tuple(
+            (scope, limit, usage_index(limit.metric), limit.capacity)
+            for scope, limits in scopes
+            for limit in limits
+        )
+
+    def claims(self, usage: Usage) -> list[Claim]:
+        """Return the claims of ``usage`` on every limit of the route.
+
+        Raises:
+            CapacityExceededError: a limit could never admit its amount, however long one waits.
+        """
+        claims: list[Claim] = []
+        for scope, limit, index, capacity in self.entries:
+            amount = usage[index] if index >= 0 else 1
+            if amount > capacity:
+                raise CapacityExceededError(BoundLimit(scope, limit), amount)
+            claims.append((scope, limit, amount, index))
+        return claims
+
+
+def plan_claims(scopes: Sequence[tuple[str, Sequence[Limit]]], usage: Usage) -> list[Claim]:
+    """Return the claims of ``usage`` on every limit of ``scopes`` (see :class:`Route`)."""
+    return Route(scopes).claims(usage)
+
+
+class ReserveResult(NamedTuple):
+    """What the engine decided about one admission.
+
+    Attributes:
+        granted: whether the request was admitted (and charged) at ``now``.
+        now: the engine's time of the decision, ns.
+        slot: ``now`` when granted; otherwise the earliest time at which every limit would
+            admit the request as things stand, or ``None`` when no time is known.
+        binding: the limit that is furthest from admitting the request, when not granted.
+    """
+
+    granted: bool
+    now: int
+    slot: int | None
+    binding: BoundLimit | None
+
+
+class _Record:
+    """What a granted reservation holds, so that it can be settled, cancelled or renewed."""
+
+    __slots__ = ("entries", "expires")
+
+    def __init__(self, entries: list[tuple[str, State, int, int, int]], expires: int) -> None:
+        self.entries = entries  # (scope, state, usage index, reserved, mark)
+        self.expires = expires
+
+
+def _new_state(limit: Limit) -> State:
+    if isinstance(limit, Rate):
+        return RateState(limit)
+    if isinstance(limit, Quota):
+        return QuotaState(limit)
+    return LeaseState(limit)
+
+
+class Engine:
+    """In-memory limit state for any number of scopes, and the reservations held against it.
+
+    Not thread-safe by itself: a store serialises access to it.
+    """
+
+    __slots__ = ("_next_sweep", "_records", "_scopes", "sweep_interval_ns")
+
+    def __init__(self, *, sweep_interval_ns: int = 60 * 1_000_000_000) -> None:
+        self._scopes: dict[str, dict[str, State]] = {}
+        self._records: dict[str, _Record] = {}
+        self._next_sweep = 0
+        self.sweep_interval_ns = sweep_interval_ns
+
+    def _state(self, scope: str, limit: Limit, now: int) -> State:
+        states = self._scopes.get(scope)
+        if states is None:
+            states = self._scopes[scope] = {}
+        state = states.get(limit.key)
+        if state is None:
+            state = states[limit.key] = _new_state(limit)
+        elif state.limit is not limit:
+            if state.limit == limit:
+                state.limit = limit  # same key, so the same kind
+            else:
+                state.reconfigure(limit, now)  # type: ignore[arg-type]  # same key, same kind
+        return state
+
+    def reserve(self, rid: str, claims: Sequence[Claim], now: int, ttl_ns: int) -> ReserveResult:
+        """Admit ``claims`` at ``now`` as reservation ``rid``, or charge nothing.
+
+        Reserving an ``rid`` that is already held is a no-op that reports it granted, so a
+        retried call never charges twice. The reservation is forgotten (and can no longer be
+        refunded) ``ttl_ns`` after ``now`` unless renewed.
+        """
+        if now >= self._next_sweep:
+            self.sweep(now)
+        if rid in self._records:
+            return ReserveResult(granted=True, now=now, slot=now, binding=None)
+        scopes = self._scopes
+        states: list[State] = []
+        slot = now
+        binding = -1
+        position = 0
+        for scope, limit, amount, _ in claims:
+            by_key = scopes.get(scope)
+            state = by_key.get(limit.key) if by_key is not None else None
+            if state is None or state.limit is not limit:
+                state = self._state(scope, limit, now)
+            states.append(state)
+            if amount or type(state) is LeaseState:
+                at = state.available_at(amount, now)
+                if at > slot:
+                    slot, binding = at, position
+            position += 1
+        if binding >= 0:
+            scope, limit, _, _ = claims[binding]
+            return ReserveResult(False, now, slot, BoundLimit(scope, limit))
+        self._records[rid] = _Record(
+            [
+                (scope, state, index, amount, state.take(amount, now, rid))
+                for (scope, _, amount, index), state in zip(claims, states, strict=True)
+            ],
+            now + ttl_ns,
+        )
+        return ReserveResult(True, now, now, None)
+
+    def settle(self, rid: str, actual: Usage | None, now: int) -> bool:
+        """Reconcile reservation ``rid`` with ``actual`` usage (``None``: cancel, refund all).
+
+        Returns ``False`` when ``rid`` is not held (already settled, cancelled or expired),
+        which makes settling idempotent.
+        """
+        record = self._records.pop(rid, None)
+        if record is None:
+            return False
+        used = _NO_USAGE if actual is None else actual
+        scopes = self._scopes
+        for scope, state, index, reserved, mark in record.entries:
+            spent = used[index] if index >= 0 else 1
+            by_key = scopes.get(scope)
+            if by_key is not None and by_key.get(state.limit.key) is state:
+                state.settle(reserved, spent, mark, now, rid)
+            elif spent > reserved:
+                # The state was swept as idle (its bucket refilled or its period ended), so a
+                # refund is moot; an overrun is still real and is charged to the live state.
+                self._state(scope, state.limit, now).settle(0, spent - reserved, 0, now, rid)
+        return True
+
+    def renew(self, rid: str, now: int, ttl_ns: int) -> bool:
+        """Extend reservation ``rid`` and its concurrency leases; ``False`` if it is gone."""
+        record = self._records.get(rid)
+        if record is None or record.expires <= now:
+            return False
+        record.expires = now + ttl_ns
+        for _, state, _, _, _ in record.entries:
+            if isinstance(state, LeaseState) and not state.renew(rid, now):
+                return False
+        return True
+
+    def snapshot(self, scope: str, limits: Sequence[Limit], now: int) -> list[LimitSnapshot]:
+        """Return the state of ``limits`` in ``scope`` without changing anything."""
+        states = self._scopes.get(scope, {})
+        snapshots = []
+        for limit in limits:
+            state = states.get(limit.key)
+            if state is None or state.limit != limit:
+                state = (
+                    _new_state(limit) if state is None else _copy_reconfigured(state, limit, now)
+                )
+            snapshots.append(state.snapshot(now))
+        return snapshots
+
+    def sweep(self, now: int) -> None:
+        """Forget expired reservations and scopes whose every limit is idle."""
+        self._next_sweep = now + self.sweep_interval_ns
+        expired = [rid for rid, record in self._records.items() if record.expires <= now]
+        for rid in expired:
+            del self._records[rid]
+        idle = [
+            scope
+            for scope, states in self._scopes.items()
+            if all(state.is_idle(now) for state in states.values())
+        ]
+        for scope in idle:
+            del self._scopes[scope]
+
+    @property
+    def scope_count(self) -> int:
+        """Number of scopes with state in memory."""
+        return len(self._scopes)
+
+    @property
+    def reservation_count(self) -> int:
+        """Number of reservations held."""
+        return len(self._records)
+
+
+def _copy_reconfigured(state: State, limit: Limit, now: int) -> State:
+    copy = _new_state(state.limit)
+    for name in type(state).__slots__:
+        value = getattr(state, name)
+        setattr(copy, name, dict(value) if isinstance(value, dict) else value)
+    copy.reconfigure(limit, now)  # type: ignore[arg-type]  # same key, same kind
+    return copy

@@ -1,0 +1,101 @@
+"""Helpers for testing code that uses quotaflow: a clock you move by hand.
+
+Example:
+    >>> clock = FakeClock()
+    >>> limiter = SyncLimiter({"api": [rpm(60)]}, clock=clock)
+    >>> clock.advance(1.0)  # one more request's worth of capacity refills
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Final
+
+from quotaflow.core import NS_PER_SECOND
+
+__all__ = ["FakeClock"]
+
+#: 2026-01-01T00:00:00Z, a fixed and unremarkable instant to start fake time at.
+DEFAULT_START_NS: Final = 1_767_225_600 * NS_PER_SECOND
+
+
+class _Timer:
+    __slots__ = ("callback", "cancelled")
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeClock:
+    """A :class:`~quotaflow.Clock` that moves only when told to.
+
+    ``advance`` runs due timers in time order (the clock reads each timer's due time while it
+    runs), so async waiters and blocked threads wake exactly when they would in real time.
+    Timers scheduled with :meth:`call_later` run in the thread that calls ``advance``; with
+    asyncio, let the woken tasks run afterwards (``await asyncio.sleep(0)``).
+
+    Args:
+        start: the initial time, seconds since the epoch.
+        real_timeout: seconds a thread blocked in :meth:`wait` waits for ``advance`` before
+            failing the test instead of hanging it.
+    """
+
+    def __init__(self, start: float | None = None, *, real_timeout: float = 30.0) -> None:
+        self._now = DEFAULT_START_NS if start is None else round(start * NS_PER_SECOND)
+        self._timers: list[tuple[int, int, _Timer]] = []
+        self._order = itertools.count()
+        self._lock = threading.RLock()
+        self._real_timeout = real_timeout
+
+    def now_ns(self) -> int:
+        """Return the fake time in nanoseconds."""
+        return self._now
+
+    def time(self) -> float:
+        """Return the fake time in seconds."""
+        return self._now / NS_PER_SECOND
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _Timer:
+        """Run ``callback`` once the clock has been advanced by ``delay`` seconds."""
+        timer = _Timer(callback)
+        with self._lock:
+            due = self._now + max(0, round(delay * NS_PER_SECOND))
+            heapq.heappush(self._timers, (due, next(self._order), timer))
+        return timer
+
+    def wait(self, event: threading.Event, timeout: float | None) -> None:
+        """Block until ``event`` is set, or until the clock is advanced past ``timeout``."""
+        timer = self.call_later(timeout, event.set) if timeout is not None else None
+        try:
+            if not event.wait(self._real_timeout):
+                raise TimeoutError(
+                    f"a thread waited {self._real_timeout}s of real time for FakeClock.advance"
+                )
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by ``seconds``, running every timer that falls due on the way."""
+        if seconds < 0:
+            raise ValueError(f"time cannot go backwards: advance({seconds})")
+        with self._lock:
+            target = self._now + round(seconds * NS_PER_SECOND)
+            while self._timers and self._timers[0][0] <= target:
+                due, _, timer = heapq.heappop(self._timers)
+                self._now = max(self._now, due)
+                if not timer.cancelled:
+                    timer.callback()
+            self._now = target
+
+    @property
+    def pending_timers(self) -> int:
+        """Timers scheduled and not yet run or cancelled."""
+        return sum(1 for _, _, timer in self._timers if not timer.cancelled)
