@@ -1,8 +1,6 @@
-"""Shared fixtures: a fake clock and a helper that lets woken asyncio tasks run."""
+"""Shared fixtures."""
 
 from __future__ import annotations
-
-import asyncio
 
 import pytest
 
@@ -12,9 +10,3 @@ from quotaflow.testing import FakeClock
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-async def drain(rounds: int = 20) -> None:
-    """Let every runnable task run until all are blocked again."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)

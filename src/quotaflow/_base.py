@@ -63,7 +63,8 @@ class LimiterBase:
     ) -> None:
         if not isinstance(reservation_ttl, int | float) or not 0 < reservation_ttl <= _MAX_TIMEOUT:
             raise ConfigurationError(
-                f"reservation_ttl must be positive seconds (at most a year), got {reservation_ttl!r}"
+                "reservation_ttl must be positive seconds (at most a year), "
+                f"got {reservation_ttl!r}"
             )
         self._table = LimitTable(limits)
         self._clock: Clock = clock or SystemClock()

@@ -6,7 +6,7 @@ already guards against ``ValueError`` keeps working::
 
     QuotaflowError                      reason
     ├── ConfigurationError (ValueError) "configuration"   a limit, scope or option is invalid
-    ├── InvalidUsageError (ValueError)  "invalid_usage"   a token count or cost is not a valid amount
+    ├── InvalidUsageError (ValueError)  "invalid_usage"   a token count or cost is invalid
     ├── CapacityExceededError           "exceeds_capacity" a request can never fit one limit
     ├── AcquireTimeoutError             "timeout"         no slot before the caller's deadline
     ├── ReservationError                "reservation"     a reservation was used the wrong way
@@ -43,7 +43,9 @@ class QuotaflowError(Exception):
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
-def _rebuild(cls: type[QuotaflowError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+def _rebuild(
+    cls: type[QuotaflowError], args: tuple[Any, ...], state: dict[str, Any]
+) -> QuotaflowError:
     error = cls.__new__(cls)
     Exception.__init__(error, *args)
     error.__dict__.update(state)

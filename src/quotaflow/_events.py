@@ -66,5 +66,5 @@ def emit(hooks: Sequence[Hook], event: LimiterEvent) -> None:
     for hook in hooks:
         try:
             hook(event)
-        except Exception:
+        except Exception:  # noqa: BLE001 (a hook must never break the limiter)
             _log.exception("quotaflow hook %r failed on a %s event", hook, event.kind)

@@ -264,7 +264,7 @@ class Limiter(LimiterBase):
                 return self._admitted(rid, names, request, first.now, 0.0, 0)
         return await self._wait(rid, names, claims, request, first, limit_ns)
 
-    async def _wait(  # noqa: PLR0913
+    async def _wait(  # noqa: C901 (drives wait_turn: every step and outcome)
         self,
         rid: str,
         names: tuple[str, ...],

@@ -201,7 +201,7 @@ class SyncLimiter(LimiterBase):
             )
         return reservation
 
-    def _wait(  # noqa: PLR0913
+    def _wait(
         self,
         rid: str,
         names: tuple[str, ...],

@@ -158,7 +158,7 @@ def _timeout(waiter: Waiter, now: int, eta: int | None) -> AcquireTimeoutError:
     return AcquireTimeoutError(retry_after, waiter.binding)
 
 
-def wait_turn(  # noqa: C901, PLR0912 (one state machine reads best in one place)
+def wait_turn(  # noqa: C901, PLR0912, PLR0915 (one state machine reads best in one place)
     room: WaitingRoom,
     waiter: Waiter,
     first: ReserveResult | None,

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import itertools
 import threading
@@ -16,7 +17,7 @@ from typing import Final
 
 from quotaflow.core import NS_PER_SECOND
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "let_tasks_run"]
 
 #: 2026-01-01T00:00:00Z, a fixed and unremarkable instant to start fake time at.
 DEFAULT_START_NS: Final = 1_767_225_600 * NS_PER_SECOND
@@ -99,3 +100,13 @@ class FakeClock:
     def pending_timers(self) -> int:
         """Timers scheduled and not yet run or cancelled."""
         return sum(1 for _, _, timer in self._timers if not timer.cancelled)
+
+
+async def let_tasks_run(rounds: int = 20) -> None:
+    """Yield to the event loop ``rounds`` times, so that tasks woken by ``advance`` run.
+
+    Twenty rounds let a woken waiter reach the store and hand the turn to the next one; call it
+    again (or with more rounds) for longer chains.
+    """
+    for _ in range(rounds):
+        await asyncio.sleep(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 
@@ -22,8 +23,7 @@ from quotaflow import (
     rpm,
     tpm,
 )
-from quotaflow.testing import FakeClock
-from tests.conftest import drain
+from quotaflow.testing import FakeClock, let_tasks_run
 
 pytestmark = pytest.mark.asyncio
 
@@ -46,12 +46,12 @@ async def test_a_waiter_is_granted_exactly_at_its_slot(clock: FakeClock) -> None
     limiter = make(clock)  # 100 tokens per second
     await limiter.acquire("m", tokens=6_000)
     task = asyncio.create_task(_acquire(limiter, 1_000))
-    await drain()
+    await let_tasks_run()
     clock.advance(9.999)
-    await drain()
+    await let_tasks_run()
     assert not task.done()
     clock.advance(0.001)
-    await drain()
+    await let_tasks_run()
     reservation = task.result()
     assert reservation.wait_time == pytest.approx(10.0)
     assert reservation.queue_position == 0
@@ -61,12 +61,12 @@ async def acquire_in_order(limiter: Limiter, sizes: list[int]) -> list[asyncio.T
     tasks = []
     for size in sizes:
         tasks.append(asyncio.create_task(_acquire(limiter, size)))
-        await drain()
+        await let_tasks_run()
     return tasks
 
 
-async def _acquire(limiter: Limiter, tokens: int, timeout: float | None = None) -> Reservation:
-    return await limiter.acquire("m", tokens=tokens, timeout=timeout)
+async def _acquire(limiter: Limiter, tokens: int, deadline: float | None = None) -> Reservation:
+    return await limiter.acquire("m", tokens=tokens, timeout=deadline)
 
 
 async def test_waiters_are_served_first_come_first_served(clock: FakeClock) -> None:
@@ -76,10 +76,10 @@ async def test_waiters_are_served_first_come_first_served(clock: FakeClock) -> N
     tasks = await acquire_in_order(limiter, [4_000, 100, 100, 100])
     order: list[int] = []
     for task_index, task in enumerate(tasks):
-        task.add_done_callback(lambda _, i=task_index: order.append(i))
+        task.add_done_callback(functools.partial(lambda i, _: order.append(i), task_index))
     for _ in range(60):
         clock.advance(1)
-        await drain()
+        await let_tasks_run()
     assert order == [0, 1, 2, 3]
     assert [t.result().queue_position for t in tasks] == [0, 1, 2, 3]
     assert tasks[0].result().wait_time == pytest.approx(40.0)
@@ -103,17 +103,17 @@ async def test_a_waiter_behind_others_times_out_at_its_deadline(clock: FakeClock
     limiter = make(clock)
     await limiter.acquire("m", tokens=6_000)
     first = asyncio.create_task(_acquire(limiter, 3_000))
-    await drain()
-    second = asyncio.create_task(_acquire(limiter, 10, timeout=2))
-    await drain()
+    await let_tasks_run()
+    second = asyncio.create_task(_acquire(limiter, 10, deadline=2))
+    await let_tasks_run()
     clock.advance(2)
-    await drain()
+    await let_tasks_run()
     with pytest.raises(AcquireTimeoutError) as info:
         second.result()
     assert info.value.retry_after == pytest.approx(28.0)  # the head expects its slot at 30 s
     assert not first.done()
     clock.advance(28)
-    await drain()
+    await let_tasks_run()
     assert first.done()
 
 
@@ -122,10 +122,10 @@ async def test_a_cancelled_waiter_leaves_the_queue_and_wakes_the_next(clock: Fak
     await limiter.acquire("m", tokens=6_000)
     big, small = await acquire_in_order(limiter, [5_000, 100])
     big.cancel()
-    await drain()
+    await let_tasks_run()
     assert big.cancelled()
     clock.advance(1)
-    await drain()
+    await let_tasks_run()
     assert small.done()
     assert small.result().wait_time == pytest.approx(1.0)
     assert limiter._room.depth("m") == 0
@@ -135,9 +135,9 @@ async def test_a_refund_wakes_the_head_before_its_slot(clock: FakeClock) -> None
     limiter = make(clock)
     first = await limiter.acquire("m", tokens=6_000)
     waiter = asyncio.create_task(_acquire(limiter, 2_000))
-    await drain()
+    await let_tasks_run()
     await first.settle(tokens=1_000)  # 5,000 back
-    await drain()
+    await let_tasks_run()
     assert waiter.done()
     assert waiter.result().wait_time == 0.0
 
@@ -181,7 +181,7 @@ async def test_try_acquire_never_waits_and_never_jumps_the_queue(clock: FakeCloc
     assert refused.retry_after == pytest.approx(10.0)
     assert refused.limit is not None
     waiting = asyncio.create_task(_acquire(limiter, 2_000))
-    await drain()
+    await let_tasks_run()
     clock.advance(5)
     # 1,500 tokens are free now, but a waiter is first in line.
     queued = await limiter.try_acquire("m", tokens=100)
@@ -189,7 +189,7 @@ async def test_try_acquire_never_waits_and_never_jumps_the_queue(clock: FakeCloc
     assert queued.limit is None
     assert queued.retry_after == pytest.approx(5.0)
     clock.advance(5)
-    await drain()
+    await let_tasks_run()
     assert waiting.done()
 
 
@@ -197,7 +197,7 @@ async def test_status_reports_every_limit_and_the_queue(clock: FakeClock) -> Non
     limiter = Limiter({"m": [rpm(10), tpm(6_000)]}, clock=clock)
     await limiter.acquire("m", input_tokens=1_000, output_tokens=2_000)
     task = asyncio.create_task(_acquire(limiter, 5_000))
-    await drain()
+    await let_tasks_run()
     status = await limiter.status("m")
     requests, tokens = status.limits
     assert (requests.used, requests.remaining, requests.capacity) == (1, 9, 10)
@@ -206,7 +206,7 @@ async def test_status_reports_every_limit_and_the_queue(clock: FakeClock) -> Non
     assert status.queue_depth == 1
     assert status.time == clock.time()
     task.cancel()
-    await drain()
+    await let_tasks_run()
 
 
 async def test_a_request_spans_scopes_all_or_nothing(clock: FakeClock) -> None:
@@ -229,13 +229,13 @@ async def test_a_user_out_of_budget_does_not_block_others_on_a_shared_scope(
     limiter = Limiter({"model": [tpm(6_000)], "user:*": [daily_quota("tokens", 100)]}, clock=clock)
     await limiter.acquire(["user:1", "model"], tokens=100)
     stuck = asyncio.create_task(limiter._acquire(("user:1", "model"), Usage(tokens=50), None))
-    await drain()
+    await let_tasks_run()
     assert limiter._room.depth("user:1") == 1
     assert limiter._room.depth("model") == 0
     other = await limiter.acquire(["user:2", "model"], tokens=100)
     assert other.wait_time == 0.0
     stuck.cancel()
-    await drain()
+    await let_tasks_run()
 
 
 async def test_concurrency_leases_are_released_by_settle(clock: FakeClock) -> None:
@@ -243,10 +243,10 @@ async def test_concurrency_leases_are_released_by_settle(clock: FakeClock) -> No
     first = await limiter.acquire("pool")
     await limiter.acquire("pool")
     third = asyncio.create_task(limiter._acquire("pool", Usage(), None))
-    await drain()
+    await let_tasks_run()
     assert not third.done()
     await first.settle()
-    await drain()
+    await let_tasks_run()
     assert third.done()
 
 
@@ -261,10 +261,10 @@ async def test_hooks_see_every_step_and_a_failing_hook_changes_nothing(
     limiter = Limiter({"m": [tpm(6_000)]}, clock=clock, hooks=[events.append, broken])
     first = await limiter.acquire("m", tokens=6_000)
     waiter = asyncio.create_task(limiter._acquire("m", Usage(tokens=600), None))
-    await drain()
+    await let_tasks_run()
     await first.settle(tokens=5_000)
     clock.advance(6)
-    await drain()
+    await let_tasks_run()
     await waiter.result().cancel()
     with pytest.raises(CapacityExceededError):
         await limiter.acquire("m", tokens=7_000)
@@ -332,11 +332,11 @@ async def test_a_cancelled_acquire_during_a_store_call_gives_its_reservation_bac
     await limiter.acquire("m", tokens=6_000)  # fill the bucket
     store.gate.clear()
     task = asyncio.create_task(limiter._acquire("m", Usage(tokens=100), None))
-    await drain()
+    await let_tasks_run()
     clock.advance(1)  # the head wakes and asks the store, which admits and then stalls
-    await drain()
+    await let_tasks_run()
     task.cancel()
-    await drain()
+    await let_tasks_run()
     await limiter.aclose()
     assert task.cancelled()
     assert store.inner.snapshot("m", limiter.limits_of("m"))[1][0].used == 5_900

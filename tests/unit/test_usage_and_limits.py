@@ -114,7 +114,10 @@ def test_burst_and_headroom_shape_capacity_and_refill() -> None:
         (lambda: tpm(10, headroom=math.nan), "headroom must be a finite number, got nan"),
         (lambda: rpm(1, headroom=0.5), "leaves no capacity"),
         (lambda: Quota("cost", 10, "week"), "quota period must be 'day' or 'month', got 'week'"),
-        (lambda: daily_quota("cost", 10, timezone="Mars/Olympus"), "unknown time zone 'Mars/Olympus'"),
+        (
+            lambda: daily_quota("cost", 10, timezone="Mars/Olympus"),
+            "unknown time zone 'Mars/Olympus'",
+        ),
         (lambda: concurrency(0), "limit must be between 1 and"),
         (lambda: concurrency(2, ttl=-1), "ttl must be a positive, finite duration"),
         (lambda: concurrency(2, ttl=30 * 86_400), "ttl must be at most 7 days"),

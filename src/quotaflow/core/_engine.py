@@ -147,8 +147,7 @@ class Engine:
         states: list[State] = []
         slot = now
         binding = -1
-        position = 0
-        for scope, limit, amount, _ in claims:
+        for position, (scope, limit, amount, _) in enumerate(claims):
             by_key = scopes.get(scope)
             state = by_key.get(limit.key) if by_key is not None else None
             if state is None or state.limit is not limit:
@@ -158,10 +157,11 @@ class Engine:
                 at = state.available_at(amount, now)
                 if at > slot:
                     slot, binding = at, position
-            position += 1
         if binding >= 0:
             scope, limit, _, _ = claims[binding]
-            return ReserveResult(False, now, slot, BoundLimit(scope, limit))
+            return ReserveResult(
+                granted=False, now=now, slot=slot, binding=BoundLimit(scope, limit)
+            )
         self._records[rid] = _Record(
             [
                 (scope, state, index, amount, state.take(amount, now, rid))
@@ -169,7 +169,7 @@ class Engine:
             ],
             now + ttl_ns,
         )
-        return ReserveResult(True, now, now, None)
+        return ReserveResult(granted=True, now=now, slot=now, binding=None)
 
     def settle(self, rid: str, actual: Usage | None, now: int) -> bool:
         """Reconcile reservation ``rid`` with ``actual`` usage (``None``: cancel, refund all).

@@ -45,7 +45,7 @@ class Usage(tuple[int, int, int, int, int]):
 
     __slots__ = ()
 
-    def __new__(
+    def __new__(  # noqa: PYI034 (validation builds the instance in make_usage)
         cls,
         *,
         requests: int = 1,

@@ -28,7 +28,7 @@ class Store(Protocol):
         """Admit ``claims`` now as reservation ``rid``, all or nothing; idempotent by ``rid``."""
 
     def settle(self, rid: str, actual: Usage | None) -> bool:
-        """Reconcile ``rid`` with ``actual`` usage (``None`` refunds it all); ``False`` if unknown."""
+        """Reconcile ``rid`` with ``actual`` (``None`` refunds it all); ``False`` if unknown."""
 
     def renew(self, rid: str, ttl_ns: int) -> bool:
         """Extend ``rid`` and its leases by ``ttl_ns`` from now; ``False`` if it is gone."""
@@ -48,7 +48,7 @@ class AsyncStore(Protocol):
         """Admit ``claims`` now as reservation ``rid``, all or nothing; idempotent by ``rid``."""
 
     async def asettle(self, rid: str, actual: Usage | None) -> bool:
-        """Reconcile ``rid`` with ``actual`` usage (``None`` refunds it all); ``False`` if unknown."""
+        """Reconcile ``rid`` with ``actual`` (``None`` refunds it all); ``False`` if unknown."""
 
     async def arenew(self, rid: str, ttl_ns: int) -> bool:
         """Extend ``rid`` and its leases by ``ttl_ns`` from now; ``False`` if it is gone."""
