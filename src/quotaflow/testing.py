@@ -17,7 +17,7 @@ from typing import Final
 
 from quotaflow.core import NS_PER_SECOND
 
-__all__ = ["FakeClock", "let_tasks_run"]
+__all__ = ["FakeClock", "SimulatedProvider", "let_tasks_run"]
 
 #: 2026-01-01T00:00:00Z, a fixed and unremarkable instant to start fake time at.
 DEFAULT_START_NS: Final = 1_767_225_600 * NS_PER_SECOND
@@ -110,3 +110,56 @@ async def let_tasks_run(rounds: int = 20) -> None:
     """
     for _ in range(rounds):
         await asyncio.sleep(0)
+
+
+class SimulatedProvider:
+    """An in-process stand-in for a provider that enforces limits the way providers do.
+
+    Each limit is a bucket of ``capacity`` units refilled continuously at ``capacity / period``
+    (OpenAI and Anthropic describe theirs this way). :meth:`call` charges a call's usage at
+    time ``now`` if every bucket holds enough, else rejects it (the 429 a real provider would
+    send) and charges nothing. Arithmetic is exact (integers scaled by the period), so a
+    rejection always means a limit was really exceeded.
+
+    Args:
+        limits: ``{metric: (capacity, period_seconds)}``, e.g.
+            ``{"requests": (500, 60), "tokens": (30_000, 60)}``.
+    """
+
+    def __init__(self, limits: dict[str, tuple[int, float]]) -> None:
+        self._buckets: dict[
+            str, list[int]
+        ] = {}  # metric -> [capacity, period_ns, level*period_ns, at]
+        for metric, (capacity, period) in limits.items():
+            period_ns = round(period * NS_PER_SECOND)
+            self._buckets[metric] = [capacity, period_ns, capacity * period_ns, -1]
+        self.accepted: dict[str, int] = dict.fromkeys(limits, 0)
+        self.calls = 0
+        self.rejections = 0
+
+    def _refill(self, bucket: list[int], now: int) -> None:
+        capacity, period_ns, level, at = bucket
+        if at >= 0:
+            level = min(capacity * period_ns, level + (now - at) * capacity)
+        bucket[2], bucket[3] = level, now
+
+    def call(self, usage: dict[str, int], now: int) -> bool:
+        """Charge ``usage`` (metric -> units) at ``now`` (ns); ``False`` is a rejection."""
+        self.calls += 1
+        buckets = [(self._buckets[m], amount) for m, amount in usage.items() if m in self._buckets]
+        for bucket, _ in buckets:
+            self._refill(bucket, now)
+        if any(bucket[2] < amount * bucket[1] for bucket, amount in buckets):
+            self.rejections += 1
+            return False
+        for bucket, amount in buckets:
+            bucket[2] -= amount * bucket[1]
+        for metric, amount in usage.items():
+            if metric in self.accepted:
+                self.accepted[metric] += amount
+        return True
+
+    def admissible(self, metric: str, seconds: float) -> int:
+        """The most ``metric`` any client could have had accepted over ``seconds`` from full."""
+        capacity, period_ns, _, _ = self._buckets[metric]
+        return capacity + int(capacity * seconds * NS_PER_SECOND / period_ns)

@@ -1,0 +1,44 @@
+"""The command line and the simulated provider the demo runs against."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from quotaflow import __version__
+from quotaflow.cli import app
+from quotaflow.core import NS_PER_SECOND
+from quotaflow.testing import SimulatedProvider
+
+S = NS_PER_SECOND
+
+
+def test_the_simulated_provider_refills_continuously_and_rejects_overdrafts() -> None:
+    provider = SimulatedProvider({"requests": (2, 1.0), "tokens": (100, 10.0)})
+    assert provider.call({"requests": 1, "tokens": 100}, 0)
+    assert not provider.call({"requests": 1, "tokens": 1}, 0)  # tokens exhausted
+    assert not provider.call({"requests": 1, "tokens": 10}, S // 2)  # 5 tokens refilled
+    assert provider.call({"requests": 1, "tokens": 10}, S)  # 10 refilled, nothing charged before
+    assert (provider.calls, provider.rejections) == (4, 2)
+    assert provider.accepted == {"requests": 2, "tokens": 110}
+    assert provider.admissible("tokens", 10.0) == 200
+
+
+def test_the_demo_paces_calls_without_a_provider_rejection() -> None:
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--requests", "30", "--concurrency", "8", "--tpm", "600000", "--burst", "0.005"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "30 calls in" in result.output
+    assert "provider 429s: 0" in result.output
+
+
+def test_the_demo_rejects_bad_options() -> None:
+    result = CliRunner().invoke(app, ["demo", "--requests", "0"])
+    assert result.exit_code == 2
+    assert "requests" in result.output
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(app, ["version"])
+    assert result.output.strip() == __version__
