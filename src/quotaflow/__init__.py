@@ -15,7 +15,7 @@ from quotaflow._errors import (
     StoreError,
 )
 from quotaflow._events import EventKind, Hook, LimiterEvent
-from quotaflow._limiter import Acquisition, Limiter, Reservation
+from quotaflow._limiter import Limiter, Reservation
 from quotaflow._status import Decision, LimitStatus, ScopeStatus
 from quotaflow._sync_limiter import SyncLimiter, SyncReservation
 from quotaflow.core import (
@@ -48,7 +48,6 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "AcquireTimeoutError",
-    "Acquisition",
     "AsyncStore",
     "BoundLimit",
     "CapacityExceededError",

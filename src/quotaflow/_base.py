@@ -17,7 +17,7 @@ from quotaflow._waiting import WaitingRoom
 from quotaflow.core import NS_PER_SECOND, Claim, Limit, LimitSnapshot, Usage
 from quotaflow.core._usage import make_usage as new_usage
 
-__all__ = ["LimiterBase", "ReservationBase", "make_usage", "timeout_ns"]
+__all__ = ["LimiterBase", "ReservationBase", "make_usage", "new_usage", "timeout_ns"]
 
 _MAX_TIMEOUT: Final = 366 * 86_400.0
 

@@ -110,7 +110,7 @@ async def run_demo(settings: DemoSettings, console: Console | None = None) -> di
     async def worker() -> None:
         while not pending.empty():
             prompt, output, latency = pending.get_nowait()
-            async with limiter.acquire(
+            async with limiter.reserve(
                 "demo", input_tokens=prompt, output_tokens=settings.max_tokens
             ) as reservation:
                 stats.in_flight += 1

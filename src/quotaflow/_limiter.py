@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-from quotaflow._base import LimiterBase, ReservationBase, make_usage, timeout_ns
+from quotaflow._base import LimiterBase, ReservationBase, make_usage, new_usage, timeout_ns
 from quotaflow._clock import Clock, TimerHandle
 from quotaflow._errors import AcquireTimeoutError, ConfigurationError
 from quotaflow._events import EventKind, Hook
@@ -17,7 +18,7 @@ from quotaflow._waiting import RESERVE, wait_turn
 from quotaflow.core import NS_PER_SECOND, Claim, Limit, ReserveResult, Usage
 from quotaflow.stores import AsyncStore, MemoryStore, Store
 
-__all__ = ["Acquisition", "Limiter", "Reservation"]
+__all__ = ["Limiter", "Reservation"]
 
 
 class Reservation(ReservationBase):
@@ -85,33 +86,6 @@ class Reservation(ReservationBase):
                 await asyncio.shield(self.cancel())
 
 
-class Acquisition:
-    """What :meth:`Limiter.acquire` returns: await it, or use it as ``async with``."""
-
-    __slots__ = ("_args", "_limiter", "_reservation")
-
-    def __init__(self, limiter: Limiter, args: tuple[Scopes, Usage, int | None]) -> None:
-        self._limiter = limiter
-        self._args = args
-        self._reservation: Reservation | None = None
-
-    def __await__(self) -> Generator[Any, None, Reservation]:
-        return self._limiter._acquire(*self._args).__await__()  # noqa: SLF001
-
-    async def __aenter__(self) -> Reservation:
-        self._reservation = await self._limiter._acquire(*self._args)  # noqa: SLF001
-        return self._reservation
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._reservation is not None:
-            await self._reservation.__aexit__(exc_type, exc, tb)
-
-
 class Limiter(LimiterBase):
     """Admit calls under every limit of every scope they span, for asyncio code.
 
@@ -125,7 +99,7 @@ class Limiter(LimiterBase):
 
     Example:
         >>> limiter = Limiter({"openai:gpt-4o": [rpm(500), tpm(30_000)]})
-        >>> async with limiter.acquire("openai:gpt-4o", input_tokens=900, output_tokens=500) as r:
+        >>> async with limiter.reserve("openai:gpt-4o", input_tokens=900, output_tokens=500) as r:
         ...     response = await call_model()
         ...     await r.settle(output_tokens=response.usage.completion_tokens)
     """
@@ -153,7 +127,7 @@ class Limiter(LimiterBase):
         """The store holding this limiter's state."""
         return self._store
 
-    def acquire(
+    async def acquire(
         self,
         scopes: Scopes,
         usage: Usage | None = None,
@@ -164,7 +138,7 @@ class Limiter(LimiterBase):
         output_tokens: int = 0,
         cost: int = 0,
         timeout: float | None = None,
-    ) -> Acquisition:
+    ) -> Reservation:
         """Reserve ``usage`` in every scope of ``scopes``, waiting FIFO until all limits admit it.
 
         Args:
@@ -178,16 +152,63 @@ class Limiter(LimiterBase):
             timeout: seconds to wait at most (``None``: no limit).
 
         Returns:
-            An :class:`Acquisition`: ``await`` it for a :class:`Reservation`, or use it as
-            ``async with`` to settle or cancel automatically.
+            The :class:`Reservation`; settle it with the actual usage, or use it (or
+            :meth:`reserve`) as ``async with`` to settle or cancel automatically.
 
         Raises:
             CapacityExceededError: a limit could never admit the request.
             AcquireTimeoutError: not admitted within ``timeout``.
-            ConfigurationError: an unknown scope; InvalidUsageError: a bad amount.
+            ConfigurationError: an unknown scope or a bad timeout.
+            InvalidUsageError: a bad amount.
         """
-        request = make_usage(usage, requests, tokens, input_tokens, output_tokens, cost)
-        return Acquisition(self, (scopes, request, timeout_ns(timeout)))
+        # The hot path, kept flat on purpose: bench/overhead.py measures every step of it.
+        if usage is None:
+            request = new_usage(requests, input_tokens, output_tokens, tokens, cost)
+        else:
+            request = make_usage(usage, requests, tokens, input_tokens, output_tokens, cost)
+        limit_ns = None if timeout is None else timeout_ns(timeout)
+        names, claims = self._plan(scopes, request)
+        rid = f"{self._id_prefix}{next(self._ids):x}"
+        first: ReserveResult | None = None
+        if not self._room._queues or not self._room.busy(names):  # noqa: SLF001
+            direct = self._direct
+            if direct is not None:
+                first = direct.reserve(rid, claims, self._ttl_ns)
+            else:
+                first = await self._store.areserve(rid, claims, self._ttl_ns)
+            if first.granted:
+                return self._admitted(rid, names, request, first.now, 0.0, 0)
+        return await self._wait(rid, names, claims, request, first, limit_ns)
+
+    @asynccontextmanager
+    async def reserve(
+        self,
+        scopes: Scopes,
+        usage: Usage | None = None,
+        *,
+        requests: int = 1,
+        tokens: int | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: int = 0,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Reservation]:
+        """:meth:`acquire` as ``async with``: settles on a clean exit, cancels on an exception.
+
+        Settle inside the block with the actual usage; otherwise the reserved amounts stand.
+        """
+        reservation = await self.acquire(
+            scopes,
+            usage,
+            requests=requests,
+            tokens=tokens,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            timeout=timeout,
+        )
+        async with reservation:
+            yield reservation
 
     async def try_acquire(
         self,
@@ -249,20 +270,6 @@ class Limiter(LimiterBase):
                 EventKind.ACQUIRED, rid, names, request, wait_time=wait, queue_position=position
             )
         return reservation
-
-    async def _acquire(self, scopes: Scopes, request: Usage, limit_ns: int | None) -> Reservation:
-        names, claims = self._plan(scopes, request)
-        rid = self._new_id()
-        first: ReserveResult | None = None
-        if not self._room.busy(names):
-            direct = self._direct
-            if direct is not None:
-                first = direct.reserve(rid, claims, self._ttl_ns)
-            else:
-                first = await self._store.areserve(rid, claims, self._ttl_ns)
-            if first.granted:
-                return self._admitted(rid, names, request, first.now, 0.0, 0)
-        return await self._wait(rid, names, claims, request, first, limit_ns)
 
     async def _wait(  # noqa: C901 (drives wait_turn: every step and outcome)
         self,

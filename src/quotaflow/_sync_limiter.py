@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Self
 
@@ -141,6 +142,33 @@ class SyncLimiter(LimiterBase):
             if first.granted:
                 return self._admitted(rid, names, request, first.now, 0.0, 0)
         return self._wait(rid, names, claims, request, first, limit_ns)
+
+    @contextmanager
+    def reserve(
+        self,
+        scopes: Scopes,
+        usage: Usage | None = None,
+        *,
+        requests: int = 1,
+        tokens: int | None = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        cost: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[SyncReservation]:
+        """:meth:`acquire` as ``with``: settles on a clean exit, cancels on an exception."""
+        reservation = self.acquire(
+            scopes,
+            usage,
+            requests=requests,
+            tokens=tokens,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            timeout=timeout,
+        )
+        with reservation:
+            yield reservation
 
     def try_acquire(
         self,

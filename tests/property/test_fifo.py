@@ -40,7 +40,7 @@ def test_grants_follow_arrival_order(arrivals: list[tuple[int, int, bool]]) -> N
         for index, (tokens, gap_ms, _) in enumerate(arrivals):
             clock.advance(gap_ms / 1000)
             await let_tasks_run()
-            task = asyncio.create_task(limiter.acquire("m", tokens=tokens).__aenter__())
+            task = asyncio.create_task(limiter.acquire("m", tokens=tokens))
             task.add_done_callback(record(granted, index))
             tasks.append(task)
             await let_tasks_run()

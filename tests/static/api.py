@@ -26,7 +26,7 @@ async def use_async() -> None:
     limiter = Limiter({"m": [rpm(10), tpm(1_000)], "user:*": daily_quota("cost", 5)}, hooks=[hook])
     reservation: Reservation = await limiter.acquire("m", input_tokens=1, output_tokens=2)
     await reservation.settle(output_tokens=1)
-    async with limiter.acquire(["user:1", "m"], Usage(tokens=5), timeout=1.5) as held:
+    async with limiter.reserve(["user:1", "m"], Usage(tokens=5), timeout=1.5) as held:
         slot: float = held.slot_time
         position: int = held.queue_position
         del slot, position

@@ -155,19 +155,19 @@ async def test_the_context_manager_settles_on_success_and_cancels_on_error(
     clock: FakeClock,
 ) -> None:
     limiter = make(clock)
-    async with limiter.acquire("m", input_tokens=2_000, output_tokens=1_000) as reservation:
+    async with limiter.reserve("m", input_tokens=2_000, output_tokens=1_000) as reservation:
         await reservation.settle(output_tokens=200)
         await reservation.settle(output_tokens=999)  # ignored: the first settle counts
     assert reservation.actual == Usage(input_tokens=2_000, output_tokens=200)
     assert (await limiter.status("m")).limit("tokens").used == 2_200
 
     with pytest.raises(RuntimeError):
-        async with limiter.acquire("m", tokens=3_000) as failed:
+        async with limiter.reserve("m", tokens=3_000) as failed:
             raise RuntimeError
     assert failed.state == "cancelled"
     assert (await limiter.status("m")).limit("tokens").used == 2_200
 
-    async with limiter.acquire("m", tokens=100) as kept:
+    async with limiter.reserve("m", tokens=100) as kept:
         pass
     assert kept.state == "settled"
     assert kept.actual == kept.requested
@@ -228,7 +228,7 @@ async def test_a_user_out_of_budget_does_not_block_others_on_a_shared_scope(
 ) -> None:
     limiter = Limiter({"model": [tpm(6_000)], "user:*": [daily_quota("tokens", 100)]}, clock=clock)
     await limiter.acquire(["user:1", "model"], tokens=100)
-    stuck = asyncio.create_task(limiter._acquire(("user:1", "model"), Usage(tokens=50), None))
+    stuck = asyncio.create_task(limiter.acquire(("user:1", "model"), Usage(tokens=50)))
     await let_tasks_run()
     assert limiter._room.depth("user:1") == 1
     assert limiter._room.depth("model") == 0
@@ -242,7 +242,7 @@ async def test_concurrency_leases_are_released_by_settle(clock: FakeClock) -> No
     limiter = Limiter({"pool": [concurrency(2)]}, clock=clock)
     first = await limiter.acquire("pool")
     await limiter.acquire("pool")
-    third = asyncio.create_task(limiter._acquire("pool", Usage(), None))
+    third = asyncio.create_task(limiter.acquire("pool", Usage()))
     await let_tasks_run()
     assert not third.done()
     await first.settle()
@@ -260,7 +260,7 @@ async def test_hooks_see_every_step_and_a_failing_hook_changes_nothing(
 
     limiter = Limiter({"m": [tpm(6_000)]}, clock=clock, hooks=[events.append, broken])
     first = await limiter.acquire("m", tokens=6_000)
-    waiter = asyncio.create_task(limiter._acquire("m", Usage(tokens=600), None))
+    waiter = asyncio.create_task(limiter.acquire("m", Usage(tokens=600)))
     await let_tasks_run()
     await first.settle(tokens=5_000)
     clock.advance(6)
@@ -287,13 +287,13 @@ async def test_bad_input_fails_before_anything_is_reserved(clock: FakeClock) -> 
     with pytest.raises(ConfigurationError, match="no limits are configured for scope 'x'"):
         await limiter.acquire("x")
     with pytest.raises(InvalidUsageError, match="input_tokens must not be negative"):
-        limiter.acquire("m", input_tokens=-1)
+        await limiter.acquire("m", input_tokens=-1)
     with pytest.raises(ConfigurationError, match="timeout must not be negative"):
-        limiter.acquire("m", timeout=-1)
+        await limiter.acquire("m", timeout=-1)
     with pytest.raises(ConfigurationError, match="a request names a scope twice"):
         await limiter.acquire(["m", "m"])
     with pytest.raises(ConfigurationError, match="either a Usage or keyword amounts"):
-        limiter.acquire("m", Usage(tokens=1), tokens=2)
+        await limiter.acquire("m", Usage(tokens=1), tokens=2)
     assert (await limiter.status("m")).limit("tokens").used == 0
 
 
@@ -331,7 +331,7 @@ async def test_a_cancelled_acquire_during_a_store_call_gives_its_reservation_bac
     store.gate.set()
     await limiter.acquire("m", tokens=6_000)  # fill the bucket
     store.gate.clear()
-    task = asyncio.create_task(limiter._acquire("m", Usage(tokens=100), None))
+    task = asyncio.create_task(limiter.acquire("m", Usage(tokens=100)))
     await let_tasks_run()
     clock.advance(1)  # the head wakes and asks the store, which admits and then stalls
     await let_tasks_run()

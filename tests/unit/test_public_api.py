@@ -15,7 +15,7 @@ from quotaflow import (
 )
 
 EXPECTED = {
-    "AcquireTimeoutError", "Acquisition", "AsyncStore", "BoundLimit", "CapacityExceededError",
+    "AcquireTimeoutError", "AsyncStore", "BoundLimit", "CapacityExceededError",
     "Clock", "Concurrency", "ConfigurationError", "Decision", "EventKind", "Hook",
     "InvalidUsageError", "Limit", "LimitStatus", "Limiter", "LimiterEvent", "MemoryStore",
     "Metric", "Quota", "QuotaPeriod", "QuotaflowError", "Rate", "Reservation", "ReservationError",

@@ -10,7 +10,7 @@ limit that binds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from quotaflow._errors import CapacityExceededError
 from quotaflow.core._lease_state import LeaseState
@@ -86,14 +86,20 @@ class ReserveResult(NamedTuple):
     binding: BoundLimit | None
 
 
-class _Record:
-    """What a granted reservation holds, so that it can be settled, cancelled or renewed."""
+def _result(values: tuple[bool, int, int | None, BoundLimit | None]) -> ReserveResult:
+    """Build a :class:`ReserveResult` from its four fields, in order (the fast way)."""
+    return _new_tuple(ReserveResult, values)
 
-    __slots__ = ("entries", "expires")
 
-    def __init__(self, entries: list[tuple[str, State, int, int, int]], expires: int) -> None:
-        self.entries = entries  # (scope, state, usage index, reserved, mark)
-        self.expires = expires
+_new_tuple = tuple.__new__
+
+
+#: One limit's part of a granted reservation: ``(scope, state, usage index, reserved, mark)``.
+_Entry = tuple[str, State, int, int, int]
+
+#: What a granted reservation holds: ``[entries, expires]``. A list, not an object: one is made
+#: on every admission, and a list is the cheapest mutable pair.
+_Record = list[Any]
 
 
 def _new_state(limit: Limit) -> State:
@@ -141,35 +147,38 @@ class Engine:
         """
         if now >= self._next_sweep:
             self.sweep(now)
-        if rid in self._records:
-            return ReserveResult(granted=True, now=now, slot=now, binding=None)
+        records = self._records
+        if rid in records:
+            return _result((True, now, now, None))
         scopes = self._scopes
         states: list[State] = []
-        slot = now
-        binding = -1
-        for position, (scope, limit, amount, _) in enumerate(claims):
+        for scope, limit, amount, _ in claims:
             by_key = scopes.get(scope)
             state = by_key.get(limit.key) if by_key is not None else None
             if state is None or state.limit is not limit:
                 state = self._state(scope, limit, now)
             states.append(state)
+            if (amount or type(state) is LeaseState) and state.available_at(amount, now) > now:
+                return self._refusal(claims, now)
+        # A plain loop: on Python 3.11 a comprehension costs a function frame per call.
+        entries: list[_Entry] = []
+        for position, (scope, _, amount, index) in enumerate(claims):
+            state = states[position]
+            entries.append((scope, state, index, amount, state.take(amount, now, rid)))
+        records[rid] = [entries, now + ttl_ns]
+        return _result((True, now, now, None))
+
+    def _refusal(self, claims: Sequence[Claim], now: int) -> ReserveResult:
+        """The earliest time every claim fits, and the claim that waits longest."""
+        slot, binding = now, 0
+        for position, (scope, limit, amount, _) in enumerate(claims):
+            state = self._state(scope, limit, now)
             if amount or type(state) is LeaseState:
                 at = state.available_at(amount, now)
                 if at > slot:
                     slot, binding = at, position
-        if binding >= 0:
-            scope, limit, _, _ = claims[binding]
-            return ReserveResult(
-                granted=False, now=now, slot=slot, binding=BoundLimit(scope, limit)
-            )
-        self._records[rid] = _Record(
-            [
-                (scope, state, index, amount, state.take(amount, now, rid))
-                for (scope, _, amount, index), state in zip(claims, states, strict=True)
-            ],
-            now + ttl_ns,
-        )
-        return ReserveResult(granted=True, now=now, slot=now, binding=None)
+        scope, limit, _, _ = claims[binding]
+        return _result((False, now, slot, BoundLimit(scope, limit)))
 
     def settle(self, rid: str, actual: Usage | None, now: int) -> bool:
         """Reconcile reservation ``rid`` with ``actual`` usage (``None``: cancel, refund all).
@@ -182,7 +191,8 @@ class Engine:
             return False
         used = _NO_USAGE if actual is None else actual
         scopes = self._scopes
-        for scope, state, index, reserved, mark in record.entries:
+        entries: list[_Entry] = record[0]
+        for scope, state, index, reserved, mark in entries:
             spent = used[index] if index >= 0 else 1
             by_key = scopes.get(scope)
             if by_key is not None and by_key.get(state.limit.key) is state:
@@ -196,10 +206,11 @@ class Engine:
     def renew(self, rid: str, now: int, ttl_ns: int) -> bool:
         """Extend reservation ``rid`` and its concurrency leases; ``False`` if it is gone."""
         record = self._records.get(rid)
-        if record is None or record.expires <= now:
+        if record is None or record[1] <= now:
             return False
-        record.expires = now + ttl_ns
-        for _, state, _, _, _ in record.entries:
+        record[1] = now + ttl_ns
+        entries: list[_Entry] = record[0]
+        for _, state, _, _, _ in entries:
             if isinstance(state, LeaseState) and not state.renew(rid, now):
                 return False
         return True
@@ -220,7 +231,7 @@ class Engine:
     def sweep(self, now: int) -> None:
         """Forget expired reservations and scopes whose every limit is idle."""
         self._next_sweep = now + self.sweep_interval_ns
-        expired = [rid for rid, record in self._records.items() if record.expires <= now]
+        expired = [rid for rid, record in self._records.items() if record[1] <= now]
         for rid in expired:
             del self._records[rid]
         idle = [

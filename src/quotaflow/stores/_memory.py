@@ -26,7 +26,7 @@ class MemoryStore:
         sweep_interval: seconds between sweeps of expired reservations and idle scopes.
     """
 
-    __slots__ = ("_clock", "_engine", "_lock")
+    __slots__ = ("_clock", "_engine", "_lock", "_now")
 
     #: Operations never block (no I/O, a lock held for microseconds), so an async limiter may
     #: call the sync methods directly and save a coroutine per call.
@@ -36,28 +36,29 @@ class MemoryStore:
         self._clock = clock or SystemClock()
         self._engine = Engine(sweep_interval_ns=round(sweep_interval * NS_PER_SECOND))
         self._lock = threading.Lock()
+        self._now = self._clock.now_ns
 
     # Store ---------------------------------------------------------------------------------
 
     def reserve(self, rid: str, claims: Sequence[Claim], ttl_ns: int) -> ReserveResult:
         """Admit ``claims`` now as reservation ``rid``, all or nothing."""
         with self._lock:
-            return self._engine.reserve(rid, claims, self._clock.now_ns(), ttl_ns)
+            return self._engine.reserve(rid, claims, self._now(), ttl_ns)
 
     def settle(self, rid: str, actual: Usage | None) -> bool:
         """Reconcile ``rid`` with ``actual`` usage; ``None`` refunds it all."""
         with self._lock:
-            return self._engine.settle(rid, actual, self._clock.now_ns())
+            return self._engine.settle(rid, actual, self._now())
 
     def renew(self, rid: str, ttl_ns: int) -> bool:
         """Extend ``rid`` and its leases."""
         with self._lock:
-            return self._engine.renew(rid, self._clock.now_ns(), ttl_ns)
+            return self._engine.renew(rid, self._now(), ttl_ns)
 
     def snapshot(self, scope: str, limits: Sequence[Limit]) -> tuple[int, list[LimitSnapshot]]:
         """Return the time and the state of ``limits`` in ``scope``."""
         with self._lock:
-            now = self._clock.now_ns()
+            now = self._now()
             return now, self._engine.snapshot(scope, limits, now)
 
     def close(self) -> None:
@@ -68,7 +69,7 @@ class MemoryStore:
     async def areserve(self, rid: str, claims: Sequence[Claim], ttl_ns: int) -> ReserveResult:
         """Admit ``claims`` now as reservation ``rid``, all or nothing."""
         with self._lock:
-            return self._engine.reserve(rid, claims, self._clock.now_ns(), ttl_ns)
+            return self._engine.reserve(rid, claims, self._now(), ttl_ns)
 
     async def asettle(self, rid: str, actual: Usage | None) -> bool:
         """Reconcile ``rid`` with ``actual`` usage; ``None`` refunds it all."""
@@ -92,7 +93,7 @@ class MemoryStore:
     def sweep(self) -> None:
         """Forget expired reservations and idle scopes now, rather than at the next interval."""
         with self._lock:
-            self._engine.sweep(self._clock.now_ns())
+            self._engine.sweep(self._now())
 
     @property
     def scope_count(self) -> int:
