@@ -22,13 +22,15 @@ LIMITS = {3_000: tpm(3_000), 6_000: tpm(6_000), 12_000: tpm(12_000)}
 
 
 class Model:
-    """A token bucket as a level of usage, with the engine's documented refund rule."""
+    """A token bucket as a level of usage, refunds bounded by brute force over its history."""
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
         self.used = Fraction(0)
         self.at = T0
         self.gross = 0
+        self.since = 0  # gross at the last rate change
+        self.history: list[tuple[int, int, int]] = []  # (time, units, gross before) per event
 
     @property
     def rate(self) -> Fraction:  # units per ns
@@ -44,16 +46,26 @@ class Model:
         return now if excess <= 0 else now + int(excess / self.rate)
 
     def take(self, amount: int) -> int:
+        self.history.append((self.at, amount, self.gross))
         self.used += amount
         self.gross += amount
         return self.gross
 
+    def still_held(self, mark: int) -> Fraction:
+        """What the events after the reservation marked ``mark`` still hold in the bucket."""
+        if mark < self.since:  # from before a rate change: later units count in full
+            return Fraction(self.gross - mark)
+        held = Fraction(0)
+        for time, _, before in self.history:
+            if before >= mark:
+                held = max(held, (self.gross - before) - self.rate * (self.at - time))
+        return held
+
     def settle(self, reserved: int, actual: int, mark: int) -> None:
         if actual > reserved:
-            self.used += actual - reserved
-            self.gross += actual - reserved
+            self.take(actual - reserved)
             return
-        lowered = max(self.used - (reserved - actual), Fraction(self.gross - mark))
+        lowered = max(self.used - (reserved - actual), self.still_held(mark))
         self.used = max(Fraction(0), min(self.used, lowered))
 
 
@@ -118,6 +130,7 @@ class EngineVersusModel(RuleBasedStateMachine):
             # The engine re-expresses whole units in use under the new rate: rounded up.
             self.model.used = Fraction(-(-self.model.used.numerator // self.model.used.denominator))
             self.model.per_minute = per_minute
+            self.model.since = self.model.gross
 
     @invariant()
     def same_reading(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from quotaflow import concurrency, daily_quota, monthly_quota, rpm, tpm
+from quotaflow import Rate, concurrency, daily_quota, monthly_quota, rpm, tpm
 from quotaflow.core import NS_PER_SECOND, LeaseState, QuotaState, RateState, period_bounds
 
 S = NS_PER_SECOND
@@ -44,15 +44,34 @@ def test_refunding_the_latest_reservation_restores_its_capacity() -> None:
 
 def test_a_refund_never_reopens_capacity_used_by_later_admissions() -> None:
     # A takes the whole bucket at t=0; half refills by t=30 s, where B takes 30,000. If A then
-    # refunds everything, the bucket must still hold B's 30,000 (less 1 s of refill): crediting
+    # refunds everything, the bucket must still hold B's 30,000 less 1 s of refill: crediting
     # A's full reservation would admit 60,000 more at t=31 s, 2x the limit within one second.
     bucket = RateState(tpm(60_000))
     mark_a = bucket.take(60_000, T0, "a")
     assert bucket.available_at(30_000, T0 + 30 * S) == T0 + 30 * S
     bucket.take(30_000, T0 + 30 * S, "b")
     bucket.settle(60_000, 0, mark_a, T0 + 31 * S, "a")
-    assert bucket.snapshot(T0 + 31 * S).used == 30_000  # conservative: B counted in full
-    assert bucket.available_at(30_001, T0 + 31 * S) > T0 + 31 * S
+    assert bucket.snapshot(T0 + 31 * S).used == 29_000
+    assert bucket.available_at(31_001, T0 + 31 * S) > T0 + 31 * S
+
+
+def test_refunds_during_a_burst_are_exact() -> None:
+    # 19 reservations of 5,200 at t=0 in a 100,000-per-10 s bucket, each settled at 1,400 after
+    # 0.6 s: the bucket must hold exactly 19 x 1,400 - 6,000 refilled = 20,600.
+    bucket = RateState(Rate("tokens", 100_000, 10))
+    marks = [bucket.take(5_200, T0, str(i)) for i in range(19)]
+    for mark in marks:
+        bucket.settle(5_200, 1_400, mark, T0 + 6 * S // 10, "r")
+    assert bucket.snapshot(T0 + 6 * S // 10).used == 20_600
+
+
+def test_a_refund_after_a_rate_change_is_conservative() -> None:
+    bucket = RateState(tpm(60_000))
+    mark = bucket.take(60_000, T0, "a")
+    bucket.reconfigure(tpm(30_000), T0 + 30 * S)
+    bucket.take(10_000, T0 + 30 * S, "b")
+    bucket.settle(60_000, 0, mark, T0 + 30 * S, "a")
+    assert bucket.snapshot(T0 + 30 * S).used == 10_000
 
 
 def test_an_overrun_is_charged_as_debt_that_delays_later_admissions() -> None:
@@ -132,3 +151,27 @@ def test_leases_cap_calls_in_flight_and_expire_without_renewal() -> None:
     assert not state.renew("b", T0 + 6 * S)
     assert state.snapshot(T0 + 16 * S).used == 0
     assert state.is_idle(T0 + 16 * S)
+
+
+def test_refunds_stay_safe_when_a_burst_overflows_the_refund_bounds() -> None:
+    # More admissions than the bucket keeps entries for, arriving faster than it refills: the
+    # merged entries may make a refund smaller than exact, never larger.
+    from fractions import Fraction  # noqa: PLC0415
+
+    from quotaflow.core._rate_state import MAX_PEAKS  # noqa: PLC0415
+
+    bucket = RateState(tpm(1_000_000))  # 1,000,000 / 60 s: 50 tokens every 3 ms
+    first = bucket.take(1_000, T0, "a")
+    followers = [(T0 + (k + 1) * S // 1000, 100) for k in range(MAX_PEAKS + 10)]
+    for index, (time, amount) in enumerate(followers):
+        bucket.take(amount, time, str(index))
+    now = followers[-1][0]
+    before = bucket.snapshot(now).used
+    bucket.settle(1_000, 0, first, now, "a")
+    rate = Fraction(1_000_000, 60 * S)
+    still_held = max(
+        sum(amount for _, amount in followers[k:]) - rate * (now - followers[k][0])
+        for k in range(len(followers))
+    )
+    exact = max(before - 1_000, still_held)
+    assert exact <= bucket.snapshot(now).used <= before

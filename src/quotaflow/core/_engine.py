@@ -257,6 +257,6 @@ def _copy_reconfigured(state: State, limit: Limit, now: int) -> State:
     copy = _new_state(state.limit)
     for name in type(state).__slots__:
         value = getattr(state, name)
-        setattr(copy, name, dict(value) if isinstance(value, dict) else value)
+        setattr(copy, name, value.copy() if isinstance(value, dict | list) else value)
     copy.reconfigure(limit, now)  # type: ignore[arg-type]  # same key, same kind
     return copy
