@@ -80,7 +80,7 @@ def _render(
         (f"{stats.done}/{settings.requests} calls done", "bold"),
         f"   in flight {stats.in_flight}   waiting {queue_depth}   ",
         ("provider 429s ", "bold"),
-        (str(provider.rejections), "bold red" if provider.rejections else "bold green"),
+        (str(len(provider.rejections)), "bold red" if provider.rejections else "bold green"),
         f"   wait p50 {_percentile(stats.waits, 0.5):.2f}s",
         f" p99 {_percentile(stats.waits, 0.99):.2f}s",
         f"   {elapsed:.1f}s",
@@ -137,7 +137,7 @@ async def run_demo(settings: DemoSettings, console: Console | None = None) -> di
     admissible = provider.admissible("tokens", elapsed)
     figures = {
         "calls": float(stats.done),
-        "provider_429s": float(provider.rejections),
+        "provider_429s": float(len(provider.rejections)),
         "seconds": elapsed,
         "wait_p50": _percentile(stats.waits, 0.5),
         "wait_p99": _percentile(stats.waits, 0.99),
@@ -147,7 +147,7 @@ async def run_demo(settings: DemoSettings, console: Console | None = None) -> di
     }
     refunded = stats.reserved_tokens - stats.actual_tokens
     console.print(
-        f"\n{stats.done} calls in {elapsed:.1f}s, provider 429s: {provider.rejections}. "
+        f"\n{stats.done} calls in {elapsed:.1f}s, provider 429s: {len(provider.rejections)}. "
         f"Reserved {stats.reserved_tokens:,} tokens (input + max_tokens), used "
         f"{stats.actual_tokens:,}: refunds returned {refunded:,} "
         f"to the bucket. Tokens accepted by the provider: {provider.accepted['tokens']:,} of "

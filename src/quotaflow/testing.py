@@ -13,11 +13,12 @@ import heapq
 import itertools
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from quotaflow.core import NS_PER_SECOND
 
-__all__ = ["FakeClock", "SimulatedProvider", "let_tasks_run"]
+__all__ = ["FakeClock", "Rejection", "SimulatedProvider", "let_tasks_run"]
 
 #: 2026-01-01T00:00:00Z, a fixed and unremarkable instant to start fake time at.
 DEFAULT_START_NS: Final = 1_767_225_600 * NS_PER_SECOND
@@ -112,14 +113,24 @@ async def let_tasks_run(rounds: int = 20) -> None:
         await asyncio.sleep(0)
 
 
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A call the simulated provider refused: when, on which metric, and by how much."""
+
+    at_ns: int
+    metric: str
+    wanted: int
+    available: float
+
+
 class SimulatedProvider:
     """An in-process stand-in for a provider that enforces limits the way providers do.
 
     Each limit is a bucket of ``capacity`` units refilled continuously at ``capacity / period``
-    (OpenAI and Anthropic describe theirs this way). :meth:`call` charges a call's usage at
-    time ``now`` if every bucket holds enough, else rejects it (the 429 a real provider would
-    send) and charges nothing. Arithmetic is exact (integers scaled by the period), so a
-    rejection always means a limit was really exceeded.
+    (OpenAI and Anthropic describe theirs this way), full until the first call. :meth:`call`
+    charges a call's usage at time ``now`` if every bucket holds enough, else rejects it (the
+    429 a real provider would send) and charges nothing. Arithmetic is exact: a level is kept
+    in units x nanoseconds, so a rejection always means a limit was really exceeded.
 
     Args:
         limits: ``{metric: (capacity, period_seconds)}``, e.g.
@@ -127,36 +138,39 @@ class SimulatedProvider:
     """
 
     def __init__(self, limits: dict[str, tuple[int, float]]) -> None:
-        self._buckets: dict[
-            str, list[int]
-        ] = {}  # metric -> [capacity, period_ns, level*period_ns, at]
+        # metric -> [capacity, period_ns, level * period_ns, time of the level (-1: not yet)]
+        self._buckets: dict[str, list[int]] = {}
         for metric, (capacity, period) in limits.items():
             period_ns = round(period * NS_PER_SECOND)
             self._buckets[metric] = [capacity, period_ns, capacity * period_ns, -1]
         self.accepted: dict[str, int] = dict.fromkeys(limits, 0)
         self.calls = 0
-        self.rejections = 0
+        self.rejections: list[Rejection] = []
 
-    def _refill(self, bucket: list[int], now: int) -> None:
+    def _refill(self, bucket: list[int], now: int) -> int:
         capacity, period_ns, level, at = bucket
         if at >= 0:
+            now = max(now, at)  # a caller that read its clock just before another one
             level = min(capacity * period_ns, level + (now - at) * capacity)
         bucket[2], bucket[3] = level, now
+        return level
+
+    def level(self, metric: str, now: int) -> float:
+        """Units of ``metric`` available at ``now`` (ns)."""
+        bucket = self._buckets[metric]
+        return self._refill(bucket, now) / bucket[1]
 
     def call(self, usage: dict[str, int], now: int) -> bool:
         """Charge ``usage`` (metric -> units) at ``now`` (ns); ``False`` is a rejection."""
         self.calls += 1
-        buckets = [(self._buckets[m], amount) for m, amount in usage.items() if m in self._buckets]
-        for bucket, _ in buckets:
-            self._refill(bucket, now)
-        if any(bucket[2] < amount * bucket[1] for bucket, amount in buckets):
-            self.rejections += 1
-            return False
-        for bucket, amount in buckets:
+        charged = [(m, self._buckets[m], n) for m, n in usage.items() if m in self._buckets]
+        for metric, bucket, amount in charged:
+            if self._refill(bucket, now) < amount * bucket[1]:
+                self.rejections.append(Rejection(now, metric, amount, bucket[2] / bucket[1]))
+                return False
+        for metric, bucket, amount in charged:
             bucket[2] -= amount * bucket[1]
-        for metric, amount in usage.items():
-            if metric in self.accepted:
-                self.accepted[metric] += amount
+            self.accepted[metric] += amount
         return True
 
     def admissible(self, metric: str, seconds: float) -> int:

@@ -108,7 +108,12 @@ def events(history: History) -> list[tuple[int, int, int, int]]:
 @given(
     sweep=st.booleans(),
     limit=st.sampled_from(
-        [Rate("tokens", 6_000, 60), Rate("tokens", 1_000, 7), Rate("tokens", 1_200, 60, burst=0.5)]
+        [
+            Rate("tokens", 6_000, 60),
+            Rate("tokens", 60_000, 60),
+            Rate("tokens", 1_000, 7),
+            Rate("tokens", 1_200, 60, burst=0.5),
+        ]
     ),
     ops=st.lists(op, max_size=80),
 )
@@ -117,6 +122,15 @@ def events(history: History) -> list[tuple[int, int, int, int]]:
 @example(
     limit=Rate("tokens", 6_000, 60),
     ops=[("reserve", 1000), ("wait", 30000), ("reserve", 500), ("settle", 0, 0), ("reserve", 1000)],
+    sweep=False,
+)
+# A refund between two other reservations must not be credited twice through the earlier one.
+@example(
+    limit=Rate("tokens", 60_000, 60),
+    ops=[
+        *[("reserve", 83), ("wait", 1000), ("reserve", 83), ("wait", 500), ("reserve", 83)],
+        *[("wait", 500), ("settle", 1, 0), ("settle", 0, 0), ("reserve", 933)],
+    ],
     sweep=False,
 )
 def test_a_rolling_rate_never_admits_more_than_the_provider_bucket_holds(

@@ -22,7 +22,12 @@ LIMITS = {3_000: tpm(3_000), 6_000: tpm(6_000), 12_000: tpm(12_000)}
 
 
 class Model:
-    """A token bucket as a level of usage, refunds bounded by brute force over its history."""
+    """A token bucket as a level of usage; refunds bounded by brute force over its history.
+
+    Every admission and overrun is an event whose amount shrinks when it is refunded. After a
+    refund of A the bucket must still hold what the events after A hold, less the refill since
+    each of them: ``max over k after A of (sum of amounts from k on) - r * (now - t_k)``.
+    """
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
@@ -30,7 +35,8 @@ class Model:
         self.at = T0
         self.gross = 0
         self.since = 0  # gross at the last rate change
-        self.history: list[tuple[int, int, int]] = []  # (time, units, gross before) per event
+        self.events: list[list[int]] = []  # [time, amount held] per admission or overrun
+        self.event_of: dict[int, int] = {}  # mark (gross after) -> index in events
 
     @property
     def rate(self) -> Fraction:  # units per ns
@@ -46,19 +52,20 @@ class Model:
         return now if excess <= 0 else now + int(excess / self.rate)
 
     def take(self, amount: int) -> int:
-        self.history.append((self.at, amount, self.gross))
+        self.events.append([self.at, amount])
         self.used += amount
         self.gross += amount
+        self.event_of[self.gross] = len(self.events) - 1
         return self.gross
 
     def still_held(self, mark: int) -> Fraction:
         """What the events after the reservation marked ``mark`` still hold in the bucket."""
         if mark < self.since:  # from before a rate change: later units count in full
             return Fraction(self.gross - mark)
+        later = self.events[self.event_of[mark] + 1 :]
         held = Fraction(0)
-        for time, _, before in self.history:
-            if before >= mark:
-                held = max(held, (self.gross - before) - self.rate * (self.at - time))
+        for k, (time, _) in enumerate(later):
+            held = max(held, sum(amount for _, amount in later[k:]) - self.rate * (self.at - time))
         return held
 
     def settle(self, reserved: int, actual: int, mark: int) -> None:
@@ -67,6 +74,7 @@ class Model:
             return
         lowered = max(self.used - (reserved - actual), self.still_held(mark))
         self.used = max(Fraction(0), min(self.used, lowered))
+        self.events[self.event_of[mark]][1] -= reserved - actual
 
 
 class EngineVersusModel(RuleBasedStateMachine):

@@ -18,7 +18,12 @@ def test_the_simulated_provider_refills_continuously_and_rejects_overdrafts() ->
     assert not provider.call({"requests": 1, "tokens": 1}, 0)  # tokens exhausted
     assert not provider.call({"requests": 1, "tokens": 10}, S // 2)  # 5 tokens refilled
     assert provider.call({"requests": 1, "tokens": 10}, S)  # 10 refilled, nothing charged before
-    assert (provider.calls, provider.rejections) == (4, 2)
+    assert provider.calls == 4
+    assert [(r.metric, r.wanted, r.available) for r in provider.rejections] == [
+        ("tokens", 1, 0.0),
+        ("tokens", 10, 5.0),
+    ]
+    assert provider.level("tokens", S) == 0.0
     assert provider.accepted == {"requests": 2, "tokens": 110}
     assert provider.admissible("tokens", 10.0) == 200
 

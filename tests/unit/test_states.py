@@ -169,9 +169,33 @@ def test_refunds_stay_safe_when_a_burst_overflows_the_refund_bounds() -> None:
     before = bucket.snapshot(now).used
     bucket.settle(1_000, 0, first, now, "a")
     rate = Fraction(1_000_000, 60 * S)
-    still_held = max(
+    still_held: Fraction = max(
         sum(amount for _, amount in followers[k:]) - rate * (now - followers[k][0])
         for k in range(len(followers))
     )
-    exact = max(before - 1_000, still_held)
+    exact = max(Fraction(before - 1_000), still_held)
     assert exact <= bucket.snapshot(now).used <= before
+
+
+def test_a_refund_counts_later_reservations_at_what_they_still_hold() -> None:
+    # The steady state of reserving max_tokens: B, admitted after A, is settled (and refunded)
+    # first. A's refund must then see B at the 1,000 it really used, not the 5,000 it reserved.
+    bucket = RateState(tpm(60_000))  # 1,000 tokens per second
+    mark_a = bucket.take(5_000, T0, "a")
+    mark_b = bucket.take(5_000, T0 + S, "b")
+    bucket.settle(5_000, 1_000, mark_b, T0 + 2 * S, "b")
+    bucket.settle(5_000, 1_000, mark_a, T0 + 2 * S, "a")
+    # Really used: 1,000 at t=0 and 1,000 at t=1 s, both refilled by t=2 s.
+    assert bucket.snapshot(T0 + 2 * S).used == 0
+
+
+def test_a_refund_between_two_reservations_keeps_the_later_one_counted() -> None:
+    # A, B, C admitted in turn; B refunds everything, then A does. C's 5,000 (less its refill)
+    # must still be counted: B's refund may not be credited a second time through A's.
+    bucket = RateState(tpm(60_000))  # 1,000 tokens per second
+    mark_a = bucket.take(5_000, T0, "a")
+    mark_b = bucket.take(5_000, T0 + S, "b")
+    bucket.take(5_000, T0 + 3 * S // 2, "c")
+    bucket.settle(5_000, 0, mark_b, T0 + 2 * S, "b")
+    bucket.settle(5_000, 0, mark_a, T0 + 2 * S, "a")
+    assert bucket.snapshot(T0 + 2 * S).used == 4_500

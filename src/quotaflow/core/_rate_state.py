@@ -10,13 +10,15 @@ The bucket is empty-of-usage (full of capacity) when ``tat <= now``; it holds
 Refunds. Giving back ``x`` units of a reservation A must not credit capacity that the bucket
 had regained by refilling since A: had A been smaller, the bucket would have filled up (and
 stopped refilling) earlier. Exactly, the bucket after the refund must still hold what every
-admission after A put in it, less what has refilled since: with ``G`` the units ever admitted
-(``gross``) and ``r`` the refill rate,
+admission *after* A holds, less what has refilled since. With ``N`` the units held (admitted
+and charged, less refunds), ``P``/``R`` the period and refill, and ``t_k`` and ``N_k`` the
+time of admission ``k`` and the units held before it:
 
-    tat' = max(tat - x/r,  max over admissions k after A of  t_k + (G_now - G_before_k)/r)
+    tat' = max(tat - x*P/R,  (N_now*P + max over k after A of q_k) / R),  q_k = t_k*R - N_k*P
 
-The maximum over a suffix of admissions is kept in a monotonic stack of ``t_k - G_before_k/r``
-(larger values below): an entry dominated by a later one can never be the answer and is
+A refund of A adds ``x*P`` to ``q_k`` of every admission after A (their terms do not change;
+the terms of A and earlier drop by ``x``). The maxima over suffixes are kept in a monotonic
+stack of exact integers: an entry dominated by a later one can never be the answer and is
 dropped; the stack is emptied whenever the bucket is full (nothing before then can bind), and
 it is bounded by merging its two oldest entries into the larger value, which only ever makes
 a refund smaller. See ``docs/architecture.md``.
@@ -39,14 +41,15 @@ MAX_PEAKS: Final = 64
 class RateState:
     """Mutable state of one :class:`Rate` in one scope."""
 
-    __slots__ = ("_gross_at", "_peaks", "_since", "gross", "limit", "tat")
+    __slots__ = ("_at", "_q", "_since", "gross", "limit", "net", "tat")
 
     def __init__(self, limit: Rate) -> None:
         self.limit = limit
         self.tat = 0
-        self.gross = 0  # units ever admitted (and charged), never decreasing
-        self._gross_at: list[int] = []  # gross before each kept admission, increasing
-        self._peaks: list[int] = []  # t_k - floor(G_before_k / r) for each, decreasing
+        self.gross = 0  # units ever admitted and charged; never decreases (identifies positions)
+        self.net = 0  # units admitted and charged, less refunds
+        self._at: list[int] = []  # gross before each kept admission: increasing
+        self._q: list[int] = []  # q_k = t_k * R - N_k * P of each: decreasing
         self._since = 0  # gross when the rate last changed; older marks use the coarse bound
 
     def reconfigure(self, limit: Rate, now: int) -> None:
@@ -57,8 +60,8 @@ class RateState:
             # used units = (tat - now) * refill / period; re-express them in the new bucket.
             used = -(-(self.tat - now) * old.refill // old.period_ns)
             self.tat = now + limit.interval_ns(used)
-        self._gross_at.clear()
-        self._peaks.clear()
+        self._at.clear()
+        self._q.clear()
         self._since = self.gross
 
     def available_at(self, amount: int, now: int) -> int:
@@ -71,24 +74,24 @@ class RateState:
         """Put ``amount`` units in the bucket at ``now``, recording the admission for refunds."""
         tat = self.tat
         limit = self.limit
-        gross = self.gross
-        peaks = self._peaks
-        gross_at = self._gross_at
+        q = self._q
+        at = self._at
         if tat <= now:
-            if peaks:  # the bucket is full: no earlier admission can bound a refund any more
-                peaks.clear()
-                gross_at.clear()
+            if q:  # the bucket is full: no earlier admission can bound a refund any more
+                q.clear()
+                at.clear()
             tat = now
-        peak = now - gross * limit.period_ns // limit.refill
-        while peaks and peaks[-1] <= peak:
-            peaks.pop()
-            gross_at.pop()
-        peaks.append(peak)
-        gross_at.append(gross)
-        if len(peaks) > MAX_PEAKS:
-            del peaks[1], gross_at[0]  # merge the two oldest, keeping the larger peak
+        value = now * limit.refill - self.net * limit.period_ns
+        while q and q[-1] <= value:
+            q.pop()
+            at.pop()
+        q.append(value)
+        at.append(self.gross)
+        if len(q) > MAX_PEAKS:
+            del q[1], at[0]  # merge the two oldest, keeping the larger value
         self.tat = tat - (amount * limit.period_ns // -limit.refill)
-        self.gross = gross + amount
+        self.net += amount
+        self.gross += amount
         return self.gross
 
     def take(self, amount: int, now: int, rid: str) -> int:  # noqa: ARG002 (uniform protocol)
@@ -107,18 +110,31 @@ class RateState:
         if actual > reserved:
             self._add(actual - reserved, now)
             return
+        refund = reserved - actual
+        if not refund:
+            return
         limit = self.limit
-        tat = self.tat - (reserved - actual) * limit.period_ns // limit.refill  # rounded down
+        tat = self.tat - refund * limit.period_ns // limit.refill  # rounded down
+        q = self._q
         if mark < self._since:
             later = self.gross - mark  # from before a rate change: count later units in full
-            floor = now + limit.interval_ns(later) if later > 0 else tat
+            if later > 0:
+                tat = max(tat, now + limit.interval_ns(later))
         else:
-            index = bisect_left(self._gross_at, mark)  # the first admission after this one
-            floor = tat
-            if index < len(self._peaks):
-                floor = self._peaks[index] - (self.gross * limit.period_ns // -limit.refill)
-        if floor > tat:
-            tat = floor
+            index = bisect_left(self._at, mark)  # the first admission after this one
+            if index < len(q):
+                floor = -((self.net * limit.period_ns + q[index]) // -limit.refill)
+                tat = max(tat, floor)
+                # Later admissions keep their terms: they hold as much as before.
+                shift = refund * limit.period_ns
+                for later_index in range(index, len(q)):
+                    q[later_index] += shift
+                # Earlier entries that no longer exceed the first later one are dominated.
+                first = q[index]
+                while index and q[index - 1] <= first:
+                    index -= 1
+                    del q[index], self._at[index]
+        self.net -= refund
         if tat < self.tat:
             self.tat = tat
 
