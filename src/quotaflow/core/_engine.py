@@ -233,7 +233,11 @@ class Engine:
         self._next_sweep = now + self.sweep_interval_ns
         expired = [rid for rid, record in self._records.items() if record[1] <= now]
         for rid in expired:
-            del self._records[rid]
+            # A forgotten reservation stands as reserved: settle it so, which also releases
+            # what its states keep for it (leases, refund bookkeeping).
+            entries: list[_Entry] = self._records.pop(rid)[0]
+            for _, state, _, reserved, mark in entries:
+                state.settle(reserved, reserved, mark, now, rid)
         idle = [
             scope
             for scope, states in self._scopes.items()

@@ -19,9 +19,13 @@ time of admission ``k`` and the units held before it:
 A refund of A adds ``x*P`` to ``q_k`` of every admission after A (their terms do not change;
 the terms of A and earlier drop by ``x``). The maxima over suffixes are kept in a monotonic
 stack of exact integers: an entry dominated by a later one can never be the answer and is
-dropped; the stack is emptied whenever the bucket is full (nothing before then can bind), and
-it is bounded by merging its two oldest entries into the larger value, which only ever makes
-a refund smaller. See ``docs/architecture.md``.
+dropped, and the stack is emptied whenever the bucket is full (nothing before then can
+bind). A held reservation only ever asks for one entry, the first at or after its mark; when
+the stack outgrows the reservations held by ``SLACK`` entries, every other entry is dropped.
+That is exact: an entry no held reservation asks for stays below the asked-for entry before
+it forever (only a refund of a reservation between the two could lift it, and reservations
+made from now on come after both). Memory is bounded by the reservations held plus
+``SLACK``. See ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -32,16 +36,16 @@ from typing import Final
 from quotaflow.core._limits import Rate
 from quotaflow.core._snapshot import LimitSnapshot
 
-__all__ = ["MAX_PEAKS", "RateState"]
+__all__ = ["SLACK", "RateState"]
 
-#: Entries kept per bucket to bound refunds exactly; beyond it, refunds get conservative.
-MAX_PEAKS: Final = 64
+#: Entries a bucket keeps beyond one per held reservation before it drops the unneeded ones.
+SLACK: Final = 64
 
 
 class RateState:
     """Mutable state of one :class:`Rate` in one scope."""
 
-    __slots__ = ("_at", "_q", "_since", "gross", "limit", "net", "tat")
+    __slots__ = ("_at", "_held", "_q", "_since", "gross", "limit", "net", "tat")
 
     def __init__(self, limit: Rate) -> None:
         self.limit = limit
@@ -51,6 +55,7 @@ class RateState:
         self._at: list[int] = []  # gross before each kept admission: increasing
         self._q: list[int] = []  # q_k = t_k * R - N_k * P of each: decreasing
         self._since = 0  # gross when the rate last changed; older marks use the coarse bound
+        self._held: dict[int, int] = {}  # mark of each reservation held -> how many share it
 
     def reconfigure(self, limit: Rate, now: int) -> None:
         """Adopt new parameters while keeping the usage recorded under the old ones."""
@@ -87,19 +92,38 @@ class RateState:
             at.pop()
         q.append(value)
         at.append(self.gross)
-        if len(q) > MAX_PEAKS:
-            del q[1], at[0]  # merge the two oldest, keeping the larger value
+        if len(q) > SLACK + len(self._held):
+            self._compact()
         self.tat = tat - (amount * limit.period_ns // -limit.refill)
         self.net += amount
         self.gross += amount
         return self.gross
+
+    def _compact(self) -> None:
+        """Keep only the entries a held reservation asks for (see the module docstring)."""
+        at, q = self._at, self._q
+        asked = sorted({i for mark in self._held if (i := bisect_left(at, mark)) < len(at)})
+        self._at = [at[i] for i in asked]
+        self._q = [q[i] for i in asked]
+
+    def _release(self, mark: int) -> None:
+        """The reservation marked ``mark`` is no longer held."""
+        held = self._held
+        count = held.get(mark, 0)
+        if count > 1:
+            held[mark] = count - 1
+        elif count:
+            del held[mark]
 
     def take(self, amount: int, now: int, rid: str) -> int:  # noqa: ARG002 (uniform protocol)
         """Admit ``amount`` units at ``now`` (the caller checked that they fit).
 
         Returns the mark that :meth:`settle` needs: the gross count after this admission.
         """
-        return self._add(amount, now)
+        mark = self._add(amount, now)
+        held = self._held
+        held[mark] = held.get(mark, 0) + 1
+        return mark
 
     def settle(self, reserved: int, actual: int, mark: int, now: int, rid: str) -> None:  # noqa: ARG002
         """Reconcile a reservation of ``reserved`` units (marked ``mark``) with ``actual`` use.
@@ -107,6 +131,7 @@ class RateState:
         Less than reserved is refunded, as far as the bucket has not refilled past it; more is
         charged at ``now`` as debt that delays later admissions.
         """
+        self._release(mark)
         if actual > reserved:
             self._add(actual - reserved, now)
             return
