@@ -1,7 +1,8 @@
 """Saturation: 64 concurrent workers drive quotaflow against a simulated provider for 15 s.
 
-The limiter has exactly the provider's limits (see ``quotaflow.testing.SimulatedProvider`` for the provider's model:
-continuous-refill buckets, exact arithmetic, the actual usage charged when the call is made).
+The limiter has exactly the provider's limits. The provider is
+``quotaflow.testing.SimulatedProvider``: continuous-refill buckets, exact arithmetic, the
+actual usage charged when the call is made.
 Each worker loops: reserve input + estimated output tokens, call the provider, wait for the
 simulated latency, settle with the actual output. Token counts and latencies are lognormal
 from a fixed seed. Tokens are the binding limit; the request limit is set well above need.

@@ -177,7 +177,9 @@ class Limiter(LimiterBase):
             else:
                 first = await self._store.areserve(rid, claims, self._ttl_ns)
             if first.granted:
-                return self._admitted(rid, names, request, first.now, 0.0, 0)
+                if self._hooks:
+                    return self._admitted(rid, names, request, first.now, 0.0, 0)
+                return Reservation(self, rid, names, request, first.now, 0.0, 0)
         return await self._wait(rid, names, claims, request, first, limit_ns)
 
     @asynccontextmanager

@@ -206,3 +206,16 @@ def test_a_refund_between_two_reservations_keeps_the_later_one_counted() -> None
     bucket.settle(5_000, 0, mark_b, T0 + 2 * S, "b")
     bucket.settle(5_000, 0, mark_a, T0 + 2 * S, "a")
     assert bucket.snapshot(T0 + 2 * S).used == 4_500
+
+
+def test_an_absorbed_refund_does_not_shrink_what_later_admissions_hold() -> None:
+    # The bucket refills completely after "old", so old's refund is absorbed. It must not make
+    # the bucket forget any of what "b", admitted later, still holds when "a" is refunded.
+    bucket = RateState(tpm(6_000))  # 100 tokens per second
+    old = bucket.take(2_000, T0, "old")
+    later = T0 + 30 * S
+    mark_a = bucket.take(1_000, later, "a")
+    bucket.take(500, later + S // 10, "b")
+    bucket.settle(2_000, 0, old, later + S // 10, "old")
+    bucket.settle(1_000, 0, mark_a, later + 2 * S // 10, "a")
+    assert bucket.snapshot(later + 2 * S // 10).used == 490  # b's 500, less 0.1 s of refill

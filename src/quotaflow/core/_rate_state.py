@@ -45,7 +45,7 @@ SLACK: Final = 64
 class RateState:
     """Mutable state of one :class:`Rate` in one scope."""
 
-    __slots__ = ("_at", "_held", "_q", "_since", "gross", "limit", "net", "tat")
+    __slots__ = ("_at", "_held", "_q", "_since", "_void", "gross", "limit", "net", "tat")
 
     def __init__(self, limit: Rate) -> None:
         self.limit = limit
@@ -56,6 +56,7 @@ class RateState:
         self._q: list[int] = []  # q_k = t_k * R - N_k * P of each: decreasing
         self._since = 0  # gross when the rate last changed; older marks use the coarse bound
         self._held: dict[int, int] = {}  # mark of each reservation held -> how many share it
+        self._void = -1  # reservations with marks up to this one can no longer be refunded
 
     def reconfigure(self, limit: Rate, now: int) -> None:
         """Adopt new parameters while keeping the usage recorded under the old ones."""
@@ -75,29 +76,42 @@ class RateState:
         start = self.tat - (amount * limit.period_ns // -limit.refill) - limit.tolerance_ns
         return start if start > now else now
 
-    def _add(self, amount: int, now: int) -> int:
-        """Put ``amount`` units in the bucket at ``now``, recording the admission for refunds."""
+    def take(self, amount: int, now: int, rid: str | None) -> int:
+        """Admit ``amount`` units at ``now`` (the caller checked that they fit).
+
+        ``rid`` is the reservation's id, or ``None`` for an overrun charged at settlement (which
+        no refund will ever ask about). Returns the mark that :meth:`settle` needs: the gross
+        count after this admission.
+        """
         tat = self.tat
         limit = self.limit
-        q = self._q
-        at = self._at
+        gross = self.gross
         if tat <= now:
-            if q:  # the bucket is full: no earlier admission can bound a refund any more
-                q.clear()
-                at.clear()
+            # The bucket is full: what was admitted before now has refilled, so refunds of it
+            # are absorbed, and no later refund can ask about this admission. Nothing to keep.
+            self._void = gross
+            if self._q:
+                self._q.clear()
+                self._at.clear()
             tat = now
-        value = now * limit.refill - self.net * limit.period_ns
-        while q and q[-1] <= value:
-            q.pop()
-            at.pop()
-        q.append(value)
-        at.append(self.gross)
-        if len(q) > SLACK + len(self._held):
-            self._compact()
+        else:
+            q, at = self._q, self._at
+            value = now * limit.refill - self.net * limit.period_ns
+            while q and q[-1] <= value:
+                q.pop()
+                at.pop()
+            q.append(value)
+            at.append(gross)
+            if len(q) > SLACK + len(self._held):
+                self._compact()
         self.tat = tat - (amount * limit.period_ns // -limit.refill)
         self.net += amount
-        self.gross += amount
-        return self.gross
+        mark = self.gross = gross + amount
+        if rid is not None:
+            # Marks of positive amounts are unique; a zero amount shares the previous mark.
+            count = self._held.get(mark, 0) if not amount else 0
+            self._held[mark] = count + 1
+        return mark
 
     def _compact(self) -> None:
         """Keep only the entries a held reservation asks for (see the module docstring)."""
@@ -109,21 +123,9 @@ class RateState:
     def _release(self, mark: int) -> None:
         """The reservation marked ``mark`` is no longer held."""
         held = self._held
-        count = held.get(mark, 0)
+        count = held.pop(mark, 0)
         if count > 1:
             held[mark] = count - 1
-        elif count:
-            del held[mark]
-
-    def take(self, amount: int, now: int, rid: str) -> int:  # noqa: ARG002 (uniform protocol)
-        """Admit ``amount`` units at ``now`` (the caller checked that they fit).
-
-        Returns the mark that :meth:`settle` needs: the gross count after this admission.
-        """
-        mark = self._add(amount, now)
-        held = self._held
-        held[mark] = held.get(mark, 0) + 1
-        return mark
 
     def settle(self, reserved: int, actual: int, mark: int, now: int, rid: str) -> None:  # noqa: ARG002
         """Reconcile a reservation of ``reserved`` units (marked ``mark``) with ``actual`` use.
@@ -133,35 +135,44 @@ class RateState:
         """
         self._release(mark)
         if actual > reserved:
-            self._add(actual - reserved, now)
+            self.take(actual - reserved, now, None)
             return
         refund = reserved - actual
-        if not refund:
+        if not refund or mark <= self._void:
+            # Absorbed: the bucket was full since. ``net`` keeps the units too: the reservation
+            # lies before every entry kept, so it counts the same in each of their terms.
             return
         limit = self.limit
         tat = self.tat - refund * limit.period_ns // limit.refill  # rounded down
-        q = self._q
         if mark < self._since:
-            later = self.gross - mark  # from before a rate change: count later units in full
-            if later > 0:
-                tat = max(tat, now + limit.interval_ns(later))
+            # From before a rate change, which cleared the entries: bound it by the units
+            # admitted since, counted in full. ``net`` is left as is, for the reason above.
+            tat = max(tat, now + limit.interval_ns(self.gross - mark))
         else:
-            index = bisect_left(self._at, mark)  # the first admission after this one
-            if index < len(q):
-                floor = -((self.net * limit.period_ns + q[index]) // -limit.refill)
-                tat = max(tat, floor)
-                # Later admissions keep their terms: they hold as much as before.
-                shift = refund * limit.period_ns
-                for later_index in range(index, len(q)):
-                    q[later_index] += shift
-                # Earlier entries that no longer exceed the first later one are dominated.
-                first = q[index]
-                while index and q[index - 1] <= first:
-                    index -= 1
-                    del q[index], self._at[index]
-        self.net -= refund
+            tat = max(tat, self._refund_floor(refund, mark))
+            self.net -= refund
         if tat < self.tat:
             self.tat = tat
+
+    def _refund_floor(self, refund: int, mark: int) -> int:
+        """The ``tat`` the admissions after ``mark`` still need, and lift their entries."""
+        q, at = self._q, self._at
+        index = bisect_left(at, mark)  # the first admission after this reservation
+        if index == len(q):
+            return 0
+        limit = self.limit
+        floor = -((self.net * limit.period_ns + q[index]) // -limit.refill)
+        # Later admissions keep their terms (they hold as much as before): lift their entries
+        # by what ``net`` is about to lose.
+        shift = refund * limit.period_ns
+        for later in range(index, len(q)):
+            q[later] += shift
+        # Earlier entries that no longer exceed the first later one are dominated.
+        first = q[index]
+        while index and q[index - 1] <= first:
+            index -= 1
+            del q[index], at[index]
+        return floor
 
     def is_idle(self, now: int) -> bool:
         """Whether the bucket is full, so that forgetting the state changes nothing."""
