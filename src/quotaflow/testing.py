@@ -25,14 +25,17 @@ DEFAULT_START_NS: Final = 1_767_225_600 * NS_PER_SECOND
 
 
 class _Timer:
-    __slots__ = ("callback", "cancelled")
+    __slots__ = ("callback", "cancelled", "clock")
 
-    def __init__(self, callback: Callable[[], None]) -> None:
+    def __init__(self, clock: FakeClock, callback: Callable[[], None]) -> None:
+        self.clock = clock
         self.callback = callback
         self.cancelled = False
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.clock._changed()  # noqa: SLF001 (the clock's own timer)
 
 
 class FakeClock:
@@ -54,6 +57,7 @@ class FakeClock:
         self._timers: list[tuple[int, int, _Timer]] = []
         self._order = itertools.count()
         self._lock = threading.RLock()
+        self._timers_changed = threading.Condition(self._lock)
         self._real_timeout = real_timeout
 
     def now_ns(self) -> int:
@@ -66,11 +70,27 @@ class FakeClock:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> _Timer:
         """Run ``callback`` once the clock has been advanced by ``delay`` seconds."""
-        timer = _Timer(callback)
+        timer = _Timer(self, callback)
         with self._lock:
             due = self._now + max(0, round(delay * NS_PER_SECOND))
             heapq.heappush(self._timers, (due, next(self._order), timer))
+            self._timers_changed.notify_all()
         return timer
+
+    def _changed(self) -> None:
+        with self._lock:
+            self._timers_changed.notify_all()
+
+    def wait_for_timers(self, count: int, timeout: float = 10.0) -> None:
+        """Block until exactly ``count`` timers are pending (threads have reached their waits).
+
+        For tests that drive threads: a blocked :class:`~quotaflow.SyncLimiter` waiter
+        schedules its timer from its own thread, so advance the clock only once it has.
+        Raises ``TimeoutError`` after ``timeout`` seconds of real time.
+        """
+        with self._lock:
+            if not self._timers_changed.wait_for(lambda: self.pending_timers == count, timeout):
+                raise TimeoutError(f"{self.pending_timers} timers pending, expected {count}")
 
     def wait(self, event: threading.Event, timeout: float | None) -> None:
         """Block until ``event`` is set, or until the clock is advanced past ``timeout``."""
@@ -94,8 +114,10 @@ class FakeClock:
                 due, _, timer = heapq.heappop(self._timers)
                 self._now = max(self._now, due)
                 if not timer.cancelled:
+                    timer.cancelled = True  # it ran: no longer pending
                     timer.callback()
             self._now = target
+            self._timers_changed.notify_all()
 
     @property
     def pending_timers(self) -> int:
