@@ -6,15 +6,15 @@ import itertools
 import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from quotaflow._clock import Clock, SystemClock
-from quotaflow._errors import CapacityExceededError, ConfigurationError
+from quotaflow._errors import AcquireTimeoutError, CapacityExceededError, ConfigurationError
 from quotaflow._events import EventKind, Hook, LimiterEvent, emit
-from quotaflow._status import LimitStatus, ScopeStatus
+from quotaflow._status import Decision, LimitStatus, ScopeStatus
 from quotaflow._table import LimitTable, Scopes
 from quotaflow._waiting import WaitingRoom
-from quotaflow.core import NS_PER_SECOND, Claim, Limit, LimitSnapshot, Usage
+from quotaflow.core import NS_PER_SECOND, Claim, Limit, LimitSnapshot, ReserveResult, Usage
 from quotaflow.core._usage import make_usage as new_usage
 
 __all__ = ["LimiterBase", "ReservationBase", "make_usage", "new_usage", "timeout_ns"]
@@ -95,6 +95,45 @@ class LimiterBase:
                 self._emit(EventKind.REJECTED, "", route.names, usage, limit=error.limit)
             raise
         return route.names, claims
+
+    def _refused(
+        self, rid: str, names: tuple[str, ...], request: Usage, result: ReserveResult | None
+    ) -> Decision[Any]:
+        """The refusal of ``try_acquire``: by the store (``result``), or behind waiters (None)."""
+        if result is None:
+            eta = self._room.head_eta(names)
+            retry_after = max(0, eta - self._clock.now_ns()) / NS_PER_SECOND if eta else 0.0
+            decision: Decision[Any] = Decision(None, retry_after, None)
+        else:
+            retry_ns = (result.slot - result.now) if result.slot is not None else 0
+            decision = Decision(None, retry_ns / NS_PER_SECOND, result.binding)
+        if self._hooks:
+            self._emit(
+                EventKind.REJECTED, rid, names, request,
+                retry_after=decision.retry_after, limit=decision.limit,
+            )  # fmt: skip
+        return decision
+
+    def _acquired(self, reservation: ReservationBase) -> None:
+        self._emit(
+            EventKind.ACQUIRED, reservation.id, reservation.scopes, reservation.requested,
+            wait_time=reservation.wait_time, queue_position=reservation.queue_position,
+        )  # fmt: skip
+
+    def _timed_out(
+        self,
+        rid: str,
+        names: tuple[str, ...],
+        request: Usage,
+        start: int,
+        position: int,
+        error: AcquireTimeoutError,
+    ) -> None:
+        self._emit(
+            EventKind.TIMED_OUT, rid, names, request,
+            wait_time=(self._clock.now_ns() - start) / NS_PER_SECOND, queue_position=position,
+            limit=error.limit, retry_after=error.retry_after,
+        )  # fmt: skip
 
     def _new_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):x}"

@@ -227,22 +227,14 @@ class Limiter(LimiterBase):
         request = make_usage(usage, requests, tokens, input_tokens, output_tokens, cost)
         names, claims = self._plan(scopes, request)
         rid = self._new_id()
-        if self._room.busy(names):
-            eta = self._room.head_eta(names)
-            retry_after = max(0, eta - self._clock.now_ns()) / NS_PER_SECOND if eta else 0.0
-            decision: Decision[Reservation] = Decision(None, retry_after, None)
-        else:
-            result = await self._store.areserve(rid, claims, self._ttl_ns)
-            if result.granted:
-                return Decision(self._admitted(rid, names, request, result.now, 0.0, 0), 0.0, None)
-            retry_ns = (result.slot - result.now) if result.slot is not None else 0
-            decision = Decision(None, retry_ns / NS_PER_SECOND, result.binding)
-        if self._hooks:
-            self._emit(
-                EventKind.REJECTED, rid, names, request,
-                retry_after=decision.retry_after, limit=decision.limit,
-            )  # fmt: skip
-        return decision
+        result = (
+            None
+            if self._room.busy(names)
+            else await self._store.areserve(rid, claims, self._ttl_ns)
+        )
+        if result is not None and result.granted:
+            return Decision(self._admitted(rid, names, request, result.now, 0.0, 0), 0.0, None)
+        return self._refused(rid, names, request, result)
 
     async def status(self, scope: str) -> ScopeStatus:
         """Return used / capacity / remaining / reset of every limit of ``scope``."""
@@ -268,9 +260,7 @@ class Limiter(LimiterBase):
     ) -> Reservation:
         reservation = Reservation(self, rid, names, request, now, wait, position)
         if self._hooks:
-            self._emit(
-                EventKind.ACQUIRED, rid, names, request, wait_time=wait, queue_position=position
-            )
+            self._acquired(reservation)
         return reservation
 
     async def _wait(  # noqa: C901 (drives wait_turn: every step and outcome)
@@ -322,12 +312,7 @@ class Limiter(LimiterBase):
             return self._admitted(rid, names, request, result.now, wait, waiter.position)
         except AcquireTimeoutError as error:
             if self._hooks:
-                self._emit(
-                    EventKind.TIMED_OUT, rid, names, request,
-                    wait_time=(clock.now_ns() - start) / NS_PER_SECOND,
-                    queue_position=waiter.position, limit=error.limit,
-                    retry_after=error.retry_after,
-                )  # fmt: skip
+                self._timed_out(rid, names, request, start, waiter.position, error)
             raise
         finally:
             flow.close()
