@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import math
@@ -10,7 +11,7 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -123,3 +124,18 @@ def write_json(path: Path | None, data: dict[str, Any]) -> None:
     goals = [asdict(g) if isinstance(g, Goal) else g for g in data.get("goals", [])]
     payload = {**data, "goals": goals, "machine": machine()}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def run_main(
+    doc: str | None,
+    run: Callable[[bool], Coroutine[Any, Any, dict[str, Any]]],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """A benchmark's command line: parse the options, run it, write the JSON.
+
+    Exits 1 when the run lists failures (a peer that could not be measured).
+    """
+    args = parse_args(doc.splitlines()[0] if doc else "", argv)
+    data = asyncio.run(run(args.quick))
+    write_json(args.json, data)
+    return 1 if data.get("failures") else 0

@@ -18,7 +18,6 @@ in turn.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import sys
 import time
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from _common import Goal, goals_table, median, parse_args, table, write_json
+from _common import Goal, goals_table, median, run_main, table
 
 BATCH = 256
 INPUT, MAX_OUTPUT, OUTPUT = 900, 4_096, 300
@@ -413,10 +412,7 @@ async def run(quick: bool) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
-    args = parse_args(__doc__.splitlines()[0] if __doc__ else "", argv)
-    data = asyncio.run(run(args.quick))
-    write_json(args.json, data)
-    return 0 if not data["failures"] else 1
+    return run_main(__doc__, run, argv)
 
 
 if __name__ == "__main__":

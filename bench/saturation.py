@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from _common import Goal, goals_table, median, parse_args, percentile, table, write_json
+from _common import Goal, goals_table, median, percentile, run_main, table
 from quotaflow import AcquireTimeoutError, Limiter, Rate
 from quotaflow.core import NS_PER_SECOND
 from quotaflow.testing import SimulatedProvider
@@ -340,10 +340,7 @@ async def run(quick: bool) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
-    args = parse_args(__doc__.splitlines()[0] if __doc__ else "", argv)
-    data = asyncio.run(run(args.quick))
-    write_json(args.json, data)
-    return 0
+    return run_main(__doc__, run, argv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from _common import Goal, goals_table, median, parse_args, percentile, table, write_json
+from _common import Goal, goals_table, median, percentile, run_main, table
 from quotaflow import Limiter, Rate, SystemClock
 
 SCOPE = "openai:gpt-4o"
@@ -179,10 +179,7 @@ async def run(quick: bool) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point."""
-    args = parse_args(__doc__.splitlines()[0] if __doc__ else "", argv)
-    data = asyncio.run(run(args.quick))
-    write_json(args.json, data)
-    return 0
+    return run_main(__doc__, run, argv)
 
 
 if __name__ == "__main__":
