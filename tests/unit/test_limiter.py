@@ -340,3 +340,48 @@ async def test_a_cancelled_acquire_during_a_store_call_gives_its_reservation_bac
     await limiter.aclose()
     assert task.cancelled()
     assert store.inner.snapshot("m", limiter.limits_of("m"))[1][0].used == 5_900
+
+
+async def test_a_waiter_moves_to_the_queue_of_the_scope_that_binds_it(clock: FakeClock) -> None:
+    """Next in line for one scope but held by another, a waiter moves to that scope's queue."""
+    limiter = Limiter({"a": [tpm(6_000)], "b": [tpm(6_000)]}, clock=clock)  # 100/s each
+    await limiter.acquire("a", tokens=6_000)
+    debt = await limiter.acquire("b", tokens=6_000)
+    await debt.settle(tokens=9_000)  # b owes 3,000 more: 1,000 fit only at t=40 s
+    first = asyncio.create_task(limiter.acquire("a", tokens=100))
+    await let_tasks_run()
+    both = asyncio.create_task(limiter.acquire(["a", "b"], tokens=1_000))
+    await let_tasks_run()
+    assert (limiter._room.depth("a"), limiter._room.depth("b")) == (2, 0)
+    clock.advance(1)  # "first" gets a's 100 tokens; "both" is next in a, but b binds it
+    await let_tasks_run()
+    assert first.done()
+    assert (limiter._room.depth("a"), limiter._room.depth("b")) == (0, 1)
+    # a's queue is free again: a request for a alone no longer waits behind "both".
+    only_a = asyncio.create_task(limiter.acquire("a", tokens=10))
+    await let_tasks_run()
+    clock.advance(0.1)
+    await let_tasks_run()
+    assert only_a.done()
+    assert only_a.result().wait_time == pytest.approx(0.1)
+    clock.advance(38.9)
+    await let_tasks_run()
+    assert both.done()
+    assert both.result().wait_time == pytest.approx(40.0)
+
+
+async def test_renew_and_remove_limits(clock: FakeClock) -> None:
+    limiter = Limiter({"pool": [concurrency(1, ttl=10)], "tmp": [tpm(60)]}, clock=clock)
+    held = await limiter.acquire("pool")
+    clock.advance(8)
+    assert await held.renew()
+    clock.advance(8)  # 16 s after the start, 8 s after the renewal: still leased
+    assert not await limiter.try_acquire("pool")
+    await held.settle()
+    assert not await held.renew()
+    limiter.remove_limits("tmp")
+    with pytest.raises(ConfigurationError, match="no limits are configured for scope 'tmp'"):
+        await limiter.acquire("tmp")
+    with pytest.raises(ConfigurationError, match="at least one scope"):
+        await limiter.acquire([])
+    assert (await limiter.acquire(["pool"])).scopes == ("pool",)  # a list is fine too

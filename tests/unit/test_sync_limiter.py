@@ -141,3 +141,17 @@ def test_concurrent_threads_lose_no_update(clock: FakeClock) -> None:
     assert limiter.status("m").limit("tokens").used == expected
     assert sum(limiter.status(f"user:{u}").limit("tokens").used for u in range(3)) == expected
     assert limiter.store.reservation_count == 0  # type: ignore[attr-defined]
+
+
+def test_sync_cancel_renew_and_repr(clock: FakeClock) -> None:
+    limiter = SyncLimiter({"pool": [concurrency(1, ttl=10)]}, clock=clock)
+    held = limiter.acquire("pool")
+    assert "held" in repr(held)
+    assert held.renew()
+    held.cancel()
+    held.cancel()
+    assert held.state == "cancelled"
+    assert not held.renew()
+    with pytest.raises(RuntimeError), limiter.reserve("pool"):
+        raise RuntimeError
+    assert limiter.try_acquire("pool")
