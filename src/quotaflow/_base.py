@@ -75,12 +75,17 @@ class LimiterBase:
         self._id_prefix = secrets.token_hex(6) + "-"
 
     def set_limits(self, key: str, limits: Limit | Iterable[Limit]) -> None:
-        """Set the limits of a scope or ``prefix*`` pattern; recorded usage is kept."""
+        """Set the limits of a scope or ``prefix*`` pattern; recorded usage is kept.
+
+        Waiting requests are planned again under the new limits at their next attempt.
+        """
         self._table.set(key, limits)
+        self._room.wake_all()
 
     def remove_limits(self, key: str) -> None:
-        """Remove a scope or pattern from the configuration."""
+        """Remove a scope or pattern; requests waiting for it fail at their next attempt."""
         self._table.remove(key)
+        self._room.wake_all()
 
     def limits_of(self, scope: str) -> tuple[Limit, ...]:
         """Return the limits that apply to ``scope``."""
@@ -236,11 +241,12 @@ class ReservationBase:
                 raise ConfigurationError("pass either a Usage or keyword amounts, not both")
             return usage
         req = self.requested
-        derived = req.tokens == req.input_tokens + req.output_tokens
         inp = req.input_tokens if input_tokens is None else input_tokens
         out = req.output_tokens if output_tokens is None else output_tokens
-        if tokens is None and not derived and input_tokens is None and output_tokens is None:
-            tokens = req.tokens
+        if tokens is None and req.tokens != req.input_tokens + req.output_tokens:
+            # ``tokens`` was given explicitly (the split was unknown): it keeps its value, moved
+            # by what the known parts turned out to be.
+            tokens = max(0, req.tokens + (inp - req.input_tokens) + (out - req.output_tokens))
         return new_usage(
             req.requests if requests is None else requests,
             inp,

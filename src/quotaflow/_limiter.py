@@ -49,18 +49,26 @@ class Reservation(ReservationBase):
         actual = self._actual(usage, requests, tokens, input_tokens, output_tokens, cost)
         if self.state == "held":
             self.state = "settling"
-            direct = self._limiter._direct  # noqa: SLF001
-            if direct is not None:
-                direct.settle(self.id, actual)
-            else:
-                await self._limiter._store.asettle(self.id, actual)  # noqa: SLF001
+            try:
+                direct = self._limiter._direct  # noqa: SLF001
+                if direct is not None:
+                    direct.settle(self.id, actual)
+                else:
+                    await self._limiter._store.asettle(self.id, actual)  # noqa: SLF001
+            except BaseException:
+                self.state = "held"  # not settled: the caller may try again
+                raise
             self._finished(actual)
 
     async def cancel(self) -> None:
         """Give the whole reservation back (the call was not made). Idempotent."""
         if self.state == "held":
             self.state = "settling"
-            await self._limiter._store.asettle(self.id, None)  # noqa: SLF001
+            try:
+                await self._limiter._store.asettle(self.id, None)  # noqa: SLF001
+            except BaseException:
+                self.state = "held"  # not cancelled: the caller may try again
+                raise
             self._finished(None)
 
     async def renew(self) -> bool:
@@ -120,7 +128,7 @@ class Limiter(LimiterBase):
         # A store whose operations never block is called synchronously: one coroutine less.
         direct = self._store if getattr(self._store, "nonblocking", False) else None
         self._direct: Store | None = direct if isinstance(direct, Store) else None
-        self._releasing: set[asyncio.Task[bool]] = set()
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @property
     def store(self) -> AsyncStore:
@@ -170,17 +178,18 @@ class Limiter(LimiterBase):
         names, claims = self._plan(scopes, request)
         rid = f"{self._id_prefix}{next(self._ids):x}"
         first: ReserveResult | None = None
+        epoch = self._room.epoch
         if not self._room._queues or not self._room.busy(names):  # noqa: SLF001
             direct = self._direct
             if direct is not None:
                 first = direct.reserve(rid, claims, self._ttl_ns)
             else:
-                first = await self._store.areserve(rid, claims, self._ttl_ns)
+                first = await self._reserve_or_release(rid, names, claims)
             if first.granted:
                 if self._hooks:
                     return self._admitted(rid, names, request, first.now, 0.0, 0)
                 return Reservation(self, rid, names, request, first.now, 0.0, 0)
-        return await self._wait(rid, names, claims, request, first, limit_ns)
+        return await self._wait(rid, scopes, names, request, first, epoch, limit_ns)
 
     @asynccontextmanager
     async def reserve(
@@ -266,10 +275,11 @@ class Limiter(LimiterBase):
     async def _wait(  # noqa: C901 (drives wait_turn: every step and outcome)
         self,
         rid: str,
+        scopes: Scopes,
         names: tuple[str, ...],
-        claims: list[Claim],
         request: Usage,
         first: ReserveResult | None,
+        epoch: int,
         limit_ns: int | None,
     ) -> Reservation:
         clock = self._clock
@@ -283,7 +293,7 @@ class Limiter(LimiterBase):
                 future.set_result(None)
 
         waiter.wake = wake
-        flow = wait_turn(self._room, waiter, first, clock.now_ns)
+        flow = wait_turn(self._room, waiter, first, clock.now_ns, epoch)
         try:
             step = next(flow)
             if self._hooks:
@@ -293,7 +303,9 @@ class Limiter(LimiterBase):
                 )  # fmt: skip
             while True:
                 if step == RESERVE:
-                    step = flow.send(await self._reserve_or_release(rid, claims))
+                    # Planned again each time: the limits may have changed while waiting.
+                    claims = self._plan(scopes, request)[1]
+                    step = flow.send(await self._reserve_or_release(rid, names, claims))
                     continue
                 future = loop.create_future()
                 handle: TimerHandle | None = None
@@ -317,13 +329,19 @@ class Limiter(LimiterBase):
         finally:
             flow.close()
 
-    async def _reserve_or_release(self, rid: str, claims: list[Claim]) -> ReserveResult:
+    async def _reserve_or_release(
+        self, rid: str, names: tuple[str, ...], claims: list[Claim]
+    ) -> ReserveResult:
         try:
             return await self._store.areserve(rid, claims, self._ttl_ns)
         except asyncio.CancelledError:
             # The store may have admitted the request before the cancellation arrived: give
             # back whatever it holds under this id, without blocking the cancellation.
-            task = asyncio.get_running_loop().create_task(self._store.asettle(rid, None))
+            task = asyncio.get_running_loop().create_task(self._release(rid, names))
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)
             raise
+
+    async def _release(self, rid: str, names: tuple[str, ...]) -> None:
+        if await self._store.asettle(rid, None):
+            self._room.wake_heads(names)

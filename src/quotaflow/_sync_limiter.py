@@ -15,7 +15,7 @@ from quotaflow._events import EventKind, Hook
 from quotaflow._status import Decision, ScopeStatus
 from quotaflow._table import Scopes
 from quotaflow._waiting import RESERVE, wait_turn
-from quotaflow.core import NS_PER_SECOND, Claim, Limit, ReserveResult, Usage
+from quotaflow.core import NS_PER_SECOND, Limit, ReserveResult, Usage
 from quotaflow.stores import MemoryStore, Store
 
 __all__ = ["SyncLimiter", "SyncReservation"]
@@ -47,7 +47,11 @@ class SyncReservation(ReservationBase):
             if self.state != "held":
                 return
             self.state = "settling"
-        self._limiter._store.settle(self.id, actual)  # noqa: SLF001
+        try:
+            self._limiter._store.settle(self.id, actual)  # noqa: SLF001
+        except BaseException:
+            self.state = "held"  # not settled: the caller may try again
+            raise
         self._finished(actual)
 
     def cancel(self) -> None:
@@ -56,7 +60,11 @@ class SyncReservation(ReservationBase):
             if self.state != "held":
                 return
             self.state = "settling"
-        self._limiter._store.settle(self.id, None)  # noqa: SLF001
+        try:
+            self._limiter._store.settle(self.id, None)  # noqa: SLF001
+        except BaseException:
+            self.state = "held"  # not cancelled: the caller may try again
+            raise
         self._finished(None)
 
     def renew(self) -> bool:
@@ -137,11 +145,12 @@ class SyncLimiter(LimiterBase):
         names, claims = self._plan(scopes, request)
         rid = self._new_id()
         first: ReserveResult | None = None
+        epoch = self._room.epoch
         if not self._room.busy(names):
             first = self._store.reserve(rid, claims, self._ttl_ns)
             if first.granted:
                 return self._admitted(rid, names, request, first.now, 0.0, 0)
-        return self._wait(rid, names, claims, request, first, limit_ns)
+        return self._wait(rid, scopes, names, request, first, epoch, limit_ns)
 
     @contextmanager
     def reserve(
@@ -218,10 +227,11 @@ class SyncLimiter(LimiterBase):
     def _wait(
         self,
         rid: str,
+        scopes: Scopes,
         names: tuple[str, ...],
-        claims: list[Claim],
         request: Usage,
         first: ReserveResult | None,
+        epoch: int,
         limit_ns: int | None,
     ) -> SyncReservation:
         clock = self._clock
@@ -229,7 +239,7 @@ class SyncLimiter(LimiterBase):
         waiter = self._room.new_waiter(names, None if limit_ns is None else start + limit_ns)
         event = threading.Event()
         waiter.wake = event.set
-        flow = wait_turn(self._room, waiter, first, clock.now_ns)
+        flow = wait_turn(self._room, waiter, first, clock.now_ns, epoch)
         try:
             step = next(flow)
             if self._hooks:
@@ -239,6 +249,8 @@ class SyncLimiter(LimiterBase):
                 )  # fmt: skip
             while True:
                 if step == RESERVE:
+                    # Planned again each time: the limits may have changed while waiting.
+                    claims = self._plan(scopes, request)[1]
                     step = flow.send(self._store.reserve(rid, claims, self._ttl_ns))
                     continue
                 clock.wait(event, None if step is None else float(step))

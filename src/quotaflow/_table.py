@@ -55,13 +55,14 @@ def _check_scope(scope: object) -> str:
 class LimitTable:
     """Scopes and patterns mapped to their limits; resolves a request's scopes to limits."""
 
-    __slots__ = ("_exact", "_lock", "_patterns", "_resolved")
+    __slots__ = ("_exact", "_lock", "_patterns", "_resolved", "_version")
 
     def __init__(self, limits: Mapping[str, Limit | Iterable[Limit]]) -> None:
         self._exact: dict[str, tuple[Limit, ...]] = {}
         self._patterns: list[tuple[str, tuple[Limit, ...]]] = []
         self._resolved: dict[Scopes, Route] = {}
         self._lock = threading.Lock()
+        self._version = 0  # changes with every set/remove, so a stale route is never cached
         for key, value in limits.items():
             self.set(key, value)
 
@@ -79,6 +80,7 @@ class LimitTable:
             else:
                 self._exact[key] = checked
             self._resolved = {}
+            self._version += 1
 
     def remove(self, key: str) -> None:
         """Remove a scope or pattern; requests for it then fail with ``ConfigurationError``."""
@@ -88,6 +90,7 @@ class LimitTable:
             else:
                 self._exact.pop(key, None)
             self._resolved = {}
+            self._version += 1
 
     def limits_of(self, scope: str) -> tuple[Limit, ...]:
         """Return the limits that apply to ``scope``."""
@@ -121,10 +124,13 @@ class LimitTable:
             _check_scope(scope)
         if len(set(key)) != len(key):
             raise ConfigurationError(f"a request names a scope twice: {key!r}")
+        version = self._version
         route = Route([(scope, self.limits_of(scope)) for scope in key])
-        if len(self._resolved) >= _RESOLVED_CACHE_SIZE:
-            self._resolved = {}
-        self._resolved[key] = route
-        if isinstance(scopes, str):
-            self._resolved[scopes] = route
+        with self._lock:
+            if version == self._version:  # the limits did not change meanwhile
+                if len(self._resolved) >= _RESOLVED_CACHE_SIZE:
+                    self._resolved = {}
+                self._resolved[key] = route
+                if isinstance(scopes, str):
+                    self._resolved[scopes] = route
         return route

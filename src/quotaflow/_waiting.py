@@ -69,12 +69,15 @@ class Waiter:
 class WaitingRoom:
     """The queues of one limiter. Thread-safe."""
 
-    __slots__ = ("_queues", "_seq", "lock")
+    __slots__ = ("_queues", "_seq", "epoch", "lock")
 
     def __init__(self) -> None:
         self._queues: dict[str, list[tuple[int, Waiter]]] = {}
         self._seq = itertools.count()
         self.lock = threading.Lock()
+        # Bumped by every wake, even with nobody queued: a refusal read before a wake may be
+        # stale by the time its request has queued (a release slipped in between).
+        self.epoch = 0
 
     def busy(self, scopes: tuple[str, ...]) -> bool:
         """Whether a request for ``scopes`` would have to queue behind others."""
@@ -89,7 +92,8 @@ class WaitingRoom:
 
     def head_eta(self, scopes: tuple[str, ...]) -> int | None:
         """When the first waiter of any of ``scopes`` expects to be admitted, if known."""
-        etas = [eta for s in scopes if (q := self._queues.get(s)) and (eta := q[0][1].eta)]
+        with self.lock:
+            etas = [eta for s in scopes if (q := self._queues.get(s)) and (eta := q[0][1].eta)]
         return min(etas) if etas else None
 
     def new_waiter(self, scopes: tuple[str, ...], deadline: int | None) -> Waiter:
@@ -142,8 +146,13 @@ class WaitingRoom:
         self.join(waiter, scope)
         return woken
 
+    def wake_all(self) -> None:
+        """Wake the head of every queue (the limits changed)."""
+        self.wake_heads(tuple(self._queues))
+
     def wake_heads(self, scopes: tuple[str, ...]) -> None:
         """Wake the head of each of ``scopes`` (capacity came back there)."""
+        self.epoch += 1
         if not self._queues:
             return
         with self.lock:
@@ -163,11 +172,14 @@ def wait_turn(  # noqa: C901, PLR0912, PLR0915 (one state machine reads best in 
     waiter: Waiter,
     first: ReserveResult | None,
     now: Callable[[], int],
+    epoch: int = 0,
 ) -> Generator[Step, ReserveResult | None, ReserveResult]:
     """Wait until ``waiter`` is admitted; return the granting result.
 
     ``first`` is the store's refusal that sent the request here (``None`` when it queued behind
-    earlier requests without asking the store). ``now`` reads the limiter's
+    earlier requests without asking the store), read when the room's epoch was ``epoch``: if
+    capacity came back since, it is not trusted and the store is asked again. ``now`` reads the
+    limiter's
     clock. Raises :class:`AcquireTimeoutError` at the deadline, or at once when the store names
     a slot past it. Whatever ends the wait, the waiter leaves its queue and the next head is
     woken.
@@ -181,8 +193,10 @@ def wait_turn(  # noqa: C901, PLR0912, PLR0915 (one state machine reads best in 
                 room.join(waiter, scope)
             else:
                 room.join(waiter, next(s for s in waiter.scopes if room.depth(s)))
-            if not room.is_head(waiter):
-                result = None  # earlier requests go first; their admission will wake this one
+            if not room.is_head(waiter) or room.epoch != epoch:
+                # Behind earlier requests (their admission will wake this one), or capacity
+                # came back after the refusal: ask the store when first in line.
+                result = None
         while True:
             if result is None:
                 with room.lock:

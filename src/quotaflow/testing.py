@@ -22,6 +22,7 @@ __all__ = ["FakeClock", "Rejection", "SimulatedProvider", "let_tasks_run"]
 
 #: 2026-01-01T00:00:00Z, a fixed and unremarkable instant to start fake time at.
 DEFAULT_START_NS: Final = 1_767_225_600 * NS_PER_SECOND
+_COMPACT_AT: Final = 64  # cancelled timers are swept out of the heap past this size
 
 
 class _Timer:
@@ -35,7 +36,7 @@ class _Timer:
     def cancel(self) -> None:
         if not self.cancelled:
             self.cancelled = True
-            self.clock._changed()  # noqa: SLF001 (the clock's own timer)
+            self.clock._cancelled()  # noqa: SLF001 (the clock's own timer)
 
 
 class FakeClock:
@@ -58,6 +59,7 @@ class FakeClock:
         self._order = itertools.count()
         self._lock = threading.RLock()
         self._timers_changed = threading.Condition(self._lock)
+        self._live = 0  # timers scheduled and neither run nor cancelled
         self._real_timeout = real_timeout
 
     def now_ns(self) -> int:
@@ -74,11 +76,16 @@ class FakeClock:
         with self._lock:
             due = self._now + max(0, round(delay * NS_PER_SECOND))
             heapq.heappush(self._timers, (due, next(self._order), timer))
+            self._live += 1
             self._timers_changed.notify_all()
         return timer
 
-    def _changed(self) -> None:
+    def _cancelled(self) -> None:
         with self._lock:
+            self._live -= 1
+            if len(self._timers) > _COMPACT_AT and len(self._timers) > 2 * self._live:
+                self._timers = [entry for entry in self._timers if not entry[2].cancelled]
+                heapq.heapify(self._timers)
             self._timers_changed.notify_all()
 
     def wait_for_timers(self, count: int, timeout: float = 10.0) -> None:
@@ -115,6 +122,7 @@ class FakeClock:
                 self._now = max(self._now, due)
                 if not timer.cancelled:
                     timer.cancelled = True  # it ran: no longer pending
+                    self._live -= 1
                     timer.callback()
             self._now = target
             self._timers_changed.notify_all()
@@ -122,7 +130,7 @@ class FakeClock:
     @property
     def pending_timers(self) -> int:
         """Timers scheduled and not yet run or cancelled."""
-        return sum(1 for _, _, timer in self._timers if not timer.cancelled)
+        return self._live
 
 
 async def let_tasks_run(rounds: int = 20) -> None:

@@ -97,8 +97,8 @@ _new_tuple = tuple.__new__
 #: One limit's part of a granted reservation: ``(scope, state, usage index, reserved, mark)``.
 _Entry = tuple[str, State, int, int, int]
 
-#: What a granted reservation holds: ``[entries, expires]``. A list, not an object: one is made
-#: on every admission, and a list is the cheapest mutable pair.
+#: What a granted reservation holds: ``[entries, expires, ttl]``. A list, not an object: one is
+#: made on every admission, and a list is the cheapest mutable record.
 _Record = list[Any]
 
 
@@ -116,11 +116,12 @@ class Engine:
     Not thread-safe by itself: a store serialises access to it.
     """
 
-    __slots__ = ("_next_sweep", "_records", "_scopes", "sweep_interval_ns")
+    __slots__ = ("_expired", "_next_sweep", "_records", "_scopes", "sweep_interval_ns")
 
     def __init__(self, *, sweep_interval_ns: int = 60 * 1_000_000_000) -> None:
         self._scopes: dict[str, dict[str, State]] = {}
         self._records: dict[str, _Record] = {}
+        self._expired: dict[str, _Record] = {}  # forgotten reservations: [entries, until]
         self._next_sweep = 0
         self.sweep_interval_ns = sweep_interval_ns
 
@@ -165,7 +166,7 @@ class Engine:
         for position, (scope, _, amount, index) in enumerate(claims):
             state = states[position]
             entries.append((scope, state, index, amount, state.take(amount, now, rid)))
-        records[rid] = [entries, now + ttl_ns]
+        records[rid] = [entries, now + ttl_ns, ttl_ns]
         return _result((True, now, now, None))
 
     def _refusal(self, claims: Sequence[Claim], now: int) -> ReserveResult:
@@ -188,6 +189,9 @@ class Engine:
         """
         record = self._records.pop(rid, None)
         if record is None:
+            expired = self._expired.pop(rid, None)
+            if expired is not None:
+                self._charge_overruns(rid, expired[0], _NO_USAGE if actual is None else actual, now)
             return False
         used = _NO_USAGE if actual is None else actual
         scopes = self._scopes
@@ -199,20 +203,43 @@ class Engine:
                 state.settle(reserved, spent, mark, now, rid)
             elif spent > reserved:
                 # The state was swept as idle (its bucket refilled or its period ended), so a
-                # refund is moot; an overrun is still real and is charged to the live state.
-                self._state(scope, state.limit, now).settle(0, spent - reserved, 0, now, rid)
+                # refund is moot; an overrun is still real.
+                self._charge(scope, state, spent - reserved, now)
         return True
 
+    def _charge_overruns(self, rid: str, entries: list[_Entry], actual: Usage, now: int) -> None:
+        """Settle a forgotten reservation late: end its leases, charge what it overran."""
+        for scope, state, index, reserved, _ in entries:
+            if type(state) is LeaseState:
+                state.settle(1, 1, 0, now, rid)  # a lease kept past the reservation's TTL
+                continue
+            spent = actual[index] if index >= 0 else 1
+            if spent > reserved:
+                self._charge(scope, state, spent - reserved, now)
+
+    def _charge(self, scope: str, state: State, amount: int, now: int) -> None:
+        """Charge an overrun to the live state behind ``state``'s limit, under its limit now."""
+        by_key = self._scopes.get(scope)
+        live = by_key.get(state.limit.key) if by_key is not None else None
+        if live is None:
+            live = self._state(scope, state.limit, now)
+        live.settle(0, amount, 0, now, None)
+
     def renew(self, rid: str, now: int, ttl_ns: int) -> bool:
-        """Extend reservation ``rid`` and its concurrency leases; ``False`` if it is gone."""
+        """Extend reservation ``rid`` and its concurrency leases; ``False`` if it is gone.
+
+        Nothing is extended when a lease has already expired: the reservation is then lost.
+        """
         record = self._records.get(rid)
         if record is None or record[1] <= now:
             return False
-        record[1] = now + ttl_ns
         entries: list[_Entry] = record[0]
-        for _, state, _, _, _ in entries:
-            if isinstance(state, LeaseState) and not state.renew(rid, now):
-                return False
+        leases = [state for _, state, _, _, _ in entries if type(state) is LeaseState]
+        if not all(lease.leases.get(rid, 0) > now for lease in leases):
+            return False
+        for lease in leases:
+            lease.renew(rid, now)
+        record[1] = now + ttl_ns
         return True
 
     def snapshot(self, scope: str, limits: Sequence[Limit], now: int) -> list[LimitSnapshot]:
@@ -233,11 +260,18 @@ class Engine:
         self._next_sweep = now + self.sweep_interval_ns
         expired = [rid for rid, record in self._records.items() if record[1] <= now]
         for rid in expired:
-            # A forgotten reservation stands as reserved: settle it so, which also releases
-            # what its states keep for it (leases, refund bookkeeping).
-            entries: list[_Entry] = self._records.pop(rid)[0]
+            # A forgotten reservation stands as reserved: settle it so, which releases what its
+            # rates keep for refunds. Its concurrency leases run to their own expiry (the call
+            # may still be going), and a late settlement can still charge an overrun.
+            record = self._records.pop(rid)
+            entries: list[_Entry] = record[0]
             for _, state, _, reserved, mark in entries:
-                state.settle(reserved, reserved, mark, now, rid)
+                if type(state) is not LeaseState:
+                    state.settle(reserved, reserved, mark, now, rid)
+            self._expired[rid] = [entries, now + record[2]]
+        gone = [rid for rid, (_, until) in self._expired.items() if until <= now]
+        for rid in gone:
+            del self._expired[rid]
         idle = [
             scope
             for scope, states in self._scopes.items()

@@ -41,9 +41,10 @@ class LeaseState:
         self.leases[rid] = now + self.limit.ttl_ns
         return 0
 
-    def settle(self, reserved: int, actual: int, mark: int, now: int, rid: str) -> None:  # noqa: ARG002
+    def settle(self, reserved: int, actual: int, mark: int, now: int, rid: str | None) -> None:  # noqa: ARG002
         """End the lease of ``rid``: a settled or cancelled call no longer holds a slot."""
-        self.leases.pop(rid, None)
+        if rid is not None:
+            self.leases.pop(rid, None)
 
     def renew(self, rid: str, now: int) -> bool:
         """Extend the lease of ``rid`` to ``now + ttl``; ``False`` if it has expired already."""

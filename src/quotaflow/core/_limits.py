@@ -46,6 +46,7 @@ __all__ = [
 NS_PER_SECOND: Final = 1_000_000_000
 _MAX_PERIOD_NS: Final = 366 * 86_400 * NS_PER_SECOND
 _MAX_TTL_SECONDS: Final = 7 * 86_400.0
+_MIN_SECONDS: Final = 1e-6  # shorter periods and TTLs would round to nothing in nanoseconds
 
 
 def _seconds(name: str, value: float | timedelta) -> float:
@@ -54,6 +55,8 @@ def _seconds(name: str, value: float | timedelta) -> float:
         raise ConfigurationError(f"{name} must be seconds or a timedelta, got {value!r}")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigurationError(f"{name} must be a positive, finite duration, got {value!r}")
+    if seconds < _MIN_SECONDS:
+        raise ConfigurationError(f"{name} must be at least 1 microsecond, got {value!r}")
     return float(seconds)
 
 

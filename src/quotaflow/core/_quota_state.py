@@ -60,7 +60,7 @@ class QuotaState:
         self.used += amount
         return self.start
 
-    def settle(self, reserved: int, actual: int, mark: int, now: int, rid: str) -> None:  # noqa: ARG002
+    def settle(self, reserved: int, actual: int, mark: int, now: int, rid: str | None) -> None:  # noqa: ARG002
         """Refund what was not used if the reservation's period is still current; charge overruns.
 
         An overrun is charged to the current period: it is spent now, whenever it was reserved.

@@ -127,7 +127,7 @@ class RateState:
         if count > 1:
             held[mark] = count - 1
 
-    def settle(self, reserved: int, actual: int, mark: int, now: int, rid: str) -> None:  # noqa: ARG002
+    def settle(self, reserved: int, actual: int, mark: int, now: int, rid: str | None) -> None:  # noqa: ARG002
         """Reconcile a reservation of ``reserved`` units (marked ``mark``) with ``actual`` use.
 
         Less than reserved is refunded, as far as the bucket has not refilled past it; more is
