@@ -7,7 +7,10 @@ refused it sleeps until the slot the store named (one timer per queue) or until 
 that scope wakes it. When it is admitted, the next head tries at once.
 
 A request is eligible only once no earlier request waits in any scope it spans; until then it
-moves to the queue of that earlier request, keeping its place by arrival.
+moves to the queue of that earlier request, keeping its place by arrival. A request that was
+admitted by one queue but then held back by another of its scopes *holds* every scope it
+spans from then on: later requests for those scopes wait behind it. Without that, traffic on
+each single scope could take the capacity it needs in turn, forever.
 
 The decisions are a sans-I/O generator (:func:`wait_turn`) that yields what it needs, either
 ``RESERVE`` (answered with the store's :class:`ReserveResult`) or a timeout in seconds to
@@ -46,6 +49,7 @@ class Waiter:
         "binding",
         "deadline",
         "eta",
+        "holding",
         "position",
         "queue",
         "scopes",
@@ -63,16 +67,18 @@ class Waiter:
         self.eta: int | None = None  # when the store expects to admit it, ns on the limiter's clock
         self.binding: BoundLimit | None = None
         self.woken = False
+        self.holding = False  # holds every scope it spans (it was held back by a second one)
         self.wake: Callable[[], None] = _nothing  # set by the driver
 
 
 class WaitingRoom:
     """The queues of one limiter. Thread-safe."""
 
-    __slots__ = ("_queues", "_seq", "epoch", "lock")
+    __slots__ = ("_holders", "_queues", "_seq", "epoch", "lock")
 
     def __init__(self) -> None:
         self._queues: dict[str, list[tuple[int, Waiter]]] = {}
+        self._holders: dict[str, list[Waiter]] = {}  # scope -> waiters holding it
         self._seq = itertools.count()
         self.lock = threading.Lock()
         # Bumped by every wake, even with nobody queued: a refusal read before a wake may be
@@ -81,10 +87,10 @@ class WaitingRoom:
 
     def busy(self, scopes: tuple[str, ...]) -> bool:
         """Whether a request for ``scopes`` would have to queue behind others."""
-        queues = self._queues
-        if not queues:
+        queues, holders = self._queues, self._holders
+        if not queues and not holders:
             return False
-        return any(scope in queues for scope in scopes)
+        return any(scope in queues or scope in holders for scope in scopes)
 
     def depth(self, scope: str) -> int:
         """Requests waiting in the queue of ``scope``."""
@@ -140,6 +146,35 @@ class WaitingRoom:
                     return scope
         return None
 
+    def held_by_earlier(self, waiter: Waiter) -> bool:
+        """Whether an earlier request holds a scope of ``waiter`` (lock held)."""
+        holders = self._holders
+        return any(
+            holder.seq < waiter.seq for scope in waiter.scopes for holder in holders.get(scope, ())
+        )
+
+    def hold(self, waiter: Waiter) -> None:
+        """Let ``waiter`` hold every scope it spans (lock held)."""
+        if not waiter.holding:
+            waiter.holding = True
+            for scope in waiter.scopes:
+                self._holders.setdefault(scope, []).append(waiter)
+
+    def unhold(self, waiter: Waiter) -> list[Waiter]:
+        """Release what ``waiter`` holds; return the queue heads to wake (lock held)."""
+        if not waiter.holding:
+            return []
+        waiter.holding = False
+        heads = []
+        for scope in waiter.scopes:
+            holders = self._holders[scope]
+            holders.remove(waiter)
+            if not holders:
+                del self._holders[scope]
+            if queue := self._queues.get(scope):
+                heads.append(queue[0][1])
+        return heads
+
     def move(self, waiter: Waiter, scope: str) -> Waiter | None:
         """Move ``waiter`` to the queue of ``scope``; return a new head to wake (lock held)."""
         woken = self.leave(waiter)
@@ -191,8 +226,8 @@ def wait_turn(  # noqa: C901, PLR0912, PLR0915 (one state machine reads best in 
             scope = first.binding.scope if first and first.binding else waiter.scopes[0]
             if not room.busy(waiter.scopes) or room.depth(scope):
                 room.join(waiter, scope)
-            else:
-                room.join(waiter, next(s for s in waiter.scopes if room.depth(s)))
+            else:  # behind queued requests, or only behind a holder: any of its queues will do
+                room.join(waiter, next((s for s in waiter.scopes if room.depth(s)), scope))
             if not room.is_head(waiter) or room.epoch != epoch:
                 # Behind earlier requests (their admission will wake this one), or capacity
                 # came back after the refusal: ask the store when first in line.
@@ -206,7 +241,8 @@ def wait_turn(  # noqa: C901, PLR0912, PLR0915 (one state machine reads best in 
                         _wake(room.move(waiter, other))
                         continue
                     else:
-                        attempt = True
+                        # Behind an earlier holder, wait to be woken when it is done.
+                        attempt = not room.held_by_earlier(waiter)
                 if attempt:
                     result = yield RESERVE
                     assert result is not None  # noqa: S101 (the driver's contract)
@@ -220,6 +256,7 @@ def wait_turn(  # noqa: C901, PLR0912, PLR0915 (one state machine reads best in 
                 if binding_scope != waiter.queue:
                     with room.lock:
                         woken = room.move(waiter, binding_scope)
+                        room.hold(waiter)  # admitted by one queue, held back by another
                     _wake(woken)
                     result = None
                     continue
@@ -242,7 +279,10 @@ def wait_turn(  # noqa: C901, PLR0912, PLR0915 (one state machine reads best in 
     finally:
         with room.lock:
             woken = room.leave(waiter) if waiter.queue else None
+            released = room.unhold(waiter)
         _wake(woken)
+        for head in released:
+            _wake(head)
         if not granted:
             waiter.wake = _nothing
 

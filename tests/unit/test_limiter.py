@@ -343,7 +343,7 @@ async def test_a_cancelled_acquire_during_a_store_call_gives_its_reservation_bac
 
 
 async def test_a_waiter_moves_to_the_queue_of_the_scope_that_binds_it(clock: FakeClock) -> None:
-    """Next in line for one scope but held by another, a waiter moves to that scope's queue."""
+    """Held back by a second scope, a waiter moves to its queue and holds both scopes."""
     limiter = Limiter({"a": [tpm(6_000)], "b": [tpm(6_000)]}, clock=clock)  # 100/s each
     await limiter.acquire("a", tokens=6_000)
     debt = await limiter.acquire("b", tokens=6_000)
@@ -357,17 +357,19 @@ async def test_a_waiter_moves_to_the_queue_of_the_scope_that_binds_it(clock: Fak
     await let_tasks_run()
     assert first.done()
     assert (limiter._room.depth("a"), limiter._room.depth("b")) == (0, 1)
-    # a's queue is free again: a request for a alone no longer waits behind "both".
+    # Admitted by a's queue but held back by b, "both" now holds a and b: a request for a
+    # alone waits behind it, so that single-scope traffic cannot starve it.
     only_a = asyncio.create_task(limiter.acquire("a", tokens=10))
     await let_tasks_run()
     clock.advance(0.1)
     await let_tasks_run()
-    assert only_a.done()
-    assert only_a.result().wait_time == pytest.approx(0.1)
+    assert not only_a.done()
     clock.advance(38.9)
     await let_tasks_run()
     assert both.done()
     assert both.result().wait_time == pytest.approx(40.0)
+    assert only_a.done()
+    assert only_a.result().slot_time >= both.result().slot_time
 
 
 async def test_renew_and_remove_limits(clock: FakeClock) -> None:
@@ -385,3 +387,34 @@ async def test_renew_and_remove_limits(clock: FakeClock) -> None:
     with pytest.raises(ConfigurationError, match="at least one scope"):
         await limiter.acquire([])
     assert (await limiter.acquire(["pool"])).scopes == ("pool",)  # a list is fine too
+
+
+async def test_a_request_spanning_two_busy_scopes_is_not_starved(clock: FakeClock) -> None:
+    """Single-scope traffic on each of two saturated scopes cannot starve a request for both."""
+    limiter = Limiter({"x": [rpm(60)], "y": [rpm(60)]}, clock=clock)  # 1 request/s each
+
+    async def single(scope: str) -> None:
+        reservation = await limiter.acquire(scope)
+        await reservation.settle()
+
+    tasks: list[asyncio.Task[None]] = []
+    both: asyncio.Task[Reservation] | None = None
+    arrived = 0
+    for second in range(1, 400):
+        tasks += [asyncio.create_task(single("x")), asyncio.create_task(single("y"))]
+        if second % 2:  # 1.5 requests per second per scope: more than either refills
+            tasks += [asyncio.create_task(single("x")), asyncio.create_task(single("y"))]
+        if second == 120:
+            both = asyncio.create_task(limiter.acquire(["x", "y"], requests=5))
+            arrived = second
+        for _ in range(4):
+            clock.advance(0.25)
+            await let_tasks_run(30)
+        if both is not None and both.done():
+            break
+    assert both is not None
+    assert both.done()
+    assert second - arrived <= 60
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
