@@ -214,10 +214,9 @@ def wait_turn(  # noqa: C901, PLR0912, PLR0915 (one state machine reads best in 
     ``first`` is the store's refusal that sent the request here (``None`` when it queued behind
     earlier requests without asking the store), read when the room's epoch was ``epoch``: if
     capacity came back since, it is not trusted and the store is asked again. ``now`` reads the
-    limiter's
-    clock. Raises :class:`AcquireTimeoutError` at the deadline, or at once when the store names
-    a slot past it. Whatever ends the wait, the waiter leaves its queue and the next head is
-    woken.
+    limiter's clock. Raises :class:`AcquireTimeoutError` at the deadline, or at once when the
+    store names a slot past it. Whatever ends the wait, the waiter leaves its queue, releases
+    the scopes it holds, and the heads it was keeping waiting are woken.
     """
     result: ReserveResult | None = first
     granted = False
