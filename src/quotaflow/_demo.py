@@ -20,7 +20,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from quotaflow._clock import SystemClock
 from quotaflow._limiter import Limiter
+from quotaflow._status import ScopeStatus
 from quotaflow.core import Rate
 from quotaflow.core._limits import rpm, tpm
 from quotaflow.testing import SimulatedProvider
@@ -58,27 +60,24 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _render(
-    limiter: Limiter,
-    limits: list[Rate],
-    provider: SimulatedProvider,
-    stats: _Stats,
-    settings: DemoSettings,
-    queue_depth: int,
+    status: ScopeStatus, provider: SimulatedProvider, stats: _Stats, settings: DemoSettings
 ) -> Group:
     table = Table(title="quotaflow demo: one scope, memory store", expand=False)
     for column in ("limit", "bucket in use", "used", "capacity", "per second"):
         table.add_column(column, justify="right" if column != "bucket in use" else "left")
-    now = limiter.store.snapshot("demo", limits)  # type: ignore[attr-defined]
-    for limit, snap in zip(limits, now[1], strict=True):
-        bar = ProgressBar(total=limit.capacity, completed=min(snap.used, limit.capacity), width=30)
+    for row in status.limits:
+        limit = row.limit
+        if not isinstance(limit, Rate):  # the demo configures rates only
+            continue
+        bar = ProgressBar(total=row.capacity, completed=min(row.used, row.capacity), width=30)
         table.add_row(
-            str(limit), bar, f"{snap.used:,}", f"{limit.capacity:,}",
+            str(limit), bar, f"{row.used:,}", f"{row.capacity:,}",
             f"{limit.refill / limit.period:,.0f}",
         )  # fmt: skip
     elapsed = time.monotonic() - stats.started
     summary = Text.assemble(
         (f"{stats.done}/{settings.requests} calls done", "bold"),
-        f"   in flight {stats.in_flight}   waiting {queue_depth}   ",
+        f"   in flight {stats.in_flight}   waiting {status.queue_depth}   ",
         ("provider 429s ", "bold"),
         (str(len(provider.rejections)), "bold red" if provider.rejections else "bold green"),
         f"   wait p50 {_percentile(stats.waits, 0.5):.2f}s",
@@ -93,7 +92,8 @@ async def run_demo(settings: DemoSettings, console: Console | None = None) -> di
     console = console or Console()
     rng = random.Random(settings.seed)  # noqa: S311 (seeded simulated traffic)
     limits = [rpm(settings.rpm, burst=settings.burst), tpm(settings.tpm, burst=settings.burst)]
-    limiter = Limiter({"demo": limits})
+    clock = SystemClock()  # shared with the limiter's memory store: one timeline for both
+    limiter = Limiter({"demo": limits}, clock=clock)
     provider = SimulatedProvider(
         {
             "requests": (limits[0].capacity, limits[0].capacity * 60 / settings.rpm),
@@ -116,8 +116,7 @@ async def run_demo(settings: DemoSettings, console: Console | None = None) -> di
                 stats.in_flight += 1
                 stats.waits.append(reservation.wait_time)
                 stats.reserved_tokens += prompt + settings.max_tokens
-                now = limiter.store.snapshot("demo", limits)[0]  # type: ignore[attr-defined]
-                provider.call({"requests": 1, "tokens": prompt + output}, now)
+                provider.call({"requests": 1, "tokens": prompt + output}, clock.now_ns())
                 await asyncio.sleep(latency)
                 await reservation.settle(output_tokens=output)
                 stats.actual_tokens += prompt + output
@@ -127,10 +126,9 @@ async def run_demo(settings: DemoSettings, console: Console | None = None) -> di
     with Live(console=console, refresh_per_second=10, transient=False) as live:
         workers = [asyncio.create_task(worker()) for _ in range(settings.concurrency)]
         while not all(w.done() for w in workers):
-            depth = (await limiter.status("demo")).queue_depth
-            live.update(_render(limiter, limits, provider, stats, settings, depth))
+            live.update(_render(await limiter.status("demo"), provider, stats, settings))
             await asyncio.wait(workers, timeout=0.1)
-        live.update(_render(limiter, limits, provider, stats, settings, 0))
+        live.update(_render(await limiter.status("demo"), provider, stats, settings))
         for task in workers:
             task.result()
     elapsed = time.monotonic() - stats.started
