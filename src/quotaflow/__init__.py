@@ -13,6 +13,7 @@ from quotaflow._errors import (
     QuotaflowError,
     ReservationError,
     StoreError,
+    StoreUnavailableError,
 )
 from quotaflow._events import EventKind, Hook, LimiterEvent
 from quotaflow._limiter import Limiter, Reservation
@@ -73,6 +74,7 @@ __all__ = [
     "ScopeStatus",
     "Store",
     "StoreError",
+    "StoreUnavailableError",
     "SyncLimiter",
     "SyncReservation",
     "SystemClock",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from quotaflow._clock import Clock, SystemClock
@@ -16,10 +16,12 @@ from quotaflow._table import LimitTable, Scopes
 from quotaflow._waiting import WaitingRoom
 from quotaflow.core import NS_PER_SECOND, Claim, Limit, LimitSnapshot, ReserveResult, Usage
 from quotaflow.core._usage import make_usage as new_usage
+from quotaflow.stores import FailoverStore, FaultMode, FaultPolicy, MemoryStore, open_store
 
 __all__ = ["LimiterBase", "ReservationBase", "make_usage", "new_usage", "timeout_ns"]
 
 _MAX_TIMEOUT: Final = 366 * 86_400.0
+_NO_USAGE: Final = Usage(requests=0)
 
 
 def make_usage(
@@ -73,6 +75,44 @@ class LimiterBase:
         self._room = WaitingRoom()
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(6) + "-"
+        self._listening = False
+
+    def _open_store(
+        self, store: object, fault_policy: FaultPolicy | FaultMode | str | None
+    ) -> object:
+        """The store to use: a URL opened, a shared store wrapped in its fault policy."""
+        if store is None:
+            return MemoryStore(clock=self._clock)
+        if isinstance(store, str):
+            scheme = store.partition(":")[0].lower()
+            # Embedded stores run on the limiter's clock; Redis keeps the server's time.
+            embedded = scheme in {"memory", "sqlite"}
+            store = open_store(store, clock=self._clock if embedded else None)
+        if getattr(store, "nonblocking", False):
+            if fault_policy is not None:
+                raise ConfigurationError(f"{store!r} cannot fail: it takes no fault_policy")
+            return store
+        policy = FaultPolicy.parse(FaultMode.FAIL_CLOSED if fault_policy is None else fault_policy)
+        return FailoverStore(
+            store,  # type: ignore[arg-type]  # checked by the caller against its protocol
+            policy,
+            clock=self._clock,
+            on_change=self._store_changed,
+        )
+
+    def _store_changed(self, available: bool, detail: str) -> None:
+        if self._hooks:
+            kind = EventKind.STORE_RECOVERED if available else EventKind.STORE_UNAVAILABLE
+            emit(self._hooks, LimiterEvent(kind, "", (), _NO_USAGE, detail=detail))
+        if available:
+            self._room.wake_all()  # waiters planned against the fallback try the store again
+
+    def _listen_for_releases(self, store: object, wake: Callable[[tuple[str, ...]], None]) -> None:
+        """Have a shared store wake our waiters when another process gives capacity back."""
+        self._listening = True
+        listen = getattr(store, "listen", None)
+        if listen is not None:
+            listen(wake)
 
     def set_limits(self, key: str, limits: Limit | Iterable[Limit]) -> None:
         """Set the limits of a scope or ``prefix*`` pattern; recorded usage is kept.

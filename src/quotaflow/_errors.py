@@ -11,6 +11,7 @@ already guards against ``ValueError`` keeps working::
     ├── AcquireTimeoutError             "timeout"         no slot before the caller's deadline
     ├── ReservationError                "reservation"     a reservation was used the wrong way
     └── StoreError                      "store"           the state store failed (wraps the cause)
+        └── StoreUnavailableError       "store_unavailable" it cannot be reached (transient)
 
 All errors pickle and unpickle with their attributes, so they cross process boundaries.
 """
@@ -30,6 +31,7 @@ __all__ = [
     "QuotaflowError",
     "ReservationError",
     "StoreError",
+    "StoreUnavailableError",
 ]
 
 
@@ -111,3 +113,13 @@ class StoreError(QuotaflowError):
     """The state store failed; ``__cause__`` holds the driver's error."""
 
     reason = "store"
+
+
+class StoreUnavailableError(StoreError):
+    """The state store cannot be reached (refused, reset, timed out, loading), even after retries.
+
+    This is the error a limiter's fault policy acts on; other store errors (a refused
+    password, a script error) are not transient and always propagate.
+    """
+
+    reason = "store_unavailable"

@@ -28,6 +28,8 @@ class EventKind(StrEnum):
     REJECTED = "rejected"  # refused at once: too large for a limit, or try_acquire said no
     SETTLED = "settled"  # reconciled with actual usage
     CANCELLED = "cancelled"  # given back in full (explicitly, on error, or by a cancelled task)
+    STORE_UNAVAILABLE = "store_unavailable"  # the shared store failed; the fault policy applies
+    STORE_RECOVERED = "store_recovered"  # the shared store answers again
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ class LimiterEvent:
         queue_position: requests ahead of it when it started waiting (0 if it did not wait).
         limit: the limit that bound it, when one did.
         retry_after: seconds until it could be admitted (``TIMED_OUT`` and ``REJECTED``).
+        detail: what happened to the store (``STORE_UNAVAILABLE`` and ``STORE_RECOVERED``).
     """
 
     kind: EventKind
@@ -55,6 +58,7 @@ class LimiterEvent:
     queue_position: int = 0
     limit: BoundLimit | None = None
     retry_after: float | None = None
+    detail: str | None = None
 
 
 #: A callable that receives every event.

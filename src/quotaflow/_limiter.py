@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from types import TracebackType
 from typing import Self
 
@@ -14,9 +16,9 @@ from quotaflow._errors import AcquireTimeoutError, ConfigurationError
 from quotaflow._events import EventKind, Hook
 from quotaflow._status import Decision, ScopeStatus
 from quotaflow._table import Scopes
-from quotaflow._waiting import RESERVE, wait_turn
+from quotaflow._waiting import RESERVE, WaitingRoom, wait_turn
 from quotaflow.core import NS_PER_SECOND, Claim, Limit, ReserveResult, Usage
-from quotaflow.stores import AsyncStore, MemoryStore, Store
+from quotaflow.stores import AsyncStore, FaultMode, FaultPolicy, Store
 
 __all__ = ["Limiter", "Reservation"]
 
@@ -99,11 +101,17 @@ class Limiter(LimiterBase):
 
     Args:
         limits: limits per scope; keys ending in ``*`` are prefix patterns (``"user:*"``).
-        store: where the state lives; a private :class:`MemoryStore` by default.
+        store: where the state lives: a store, or a URL for :func:`~quotaflow.stores.open_store`
+            (``"redis://host:6379/0"``, ``"sqlite:///state.db"``); a private
+            :class:`MemoryStore` by default.
         clock: the time source for waiting (the store keeps its own time).
         hooks: callables receiving every :class:`LimiterEvent`.
         reservation_ttl: seconds after which an unsettled reservation is forgotten (it can no
             longer be refunded, and its concurrency leases are released by their own TTL).
+        fault_policy: what to do while a shared store is unreachable: ``"fail_closed"`` (the
+            default: raise :class:`StoreUnavailableError`), ``"fail_open"``, ``"local"``, or a
+            :class:`~quotaflow.stores.FaultPolicy`. Changes are logged once and reported to
+            hooks as ``STORE_UNAVAILABLE`` / ``STORE_RECOVERED`` events.
 
     Example:
         >>> limiter = Limiter({"openai:gpt-4o": [rpm(500), tpm(30_000)]})
@@ -116,15 +124,19 @@ class Limiter(LimiterBase):
         self,
         limits: Mapping[str, Limit | Iterable[Limit]],
         *,
-        store: AsyncStore | None = None,
+        store: AsyncStore | str | None = None,
         clock: Clock | None = None,
         hooks: Sequence[Hook] = (),
         reservation_ttl: float = 3600.0,
+        fault_policy: FaultPolicy | FaultMode | str | None = None,
     ) -> None:
         super().__init__(limits, clock=clock, hooks=hooks, reservation_ttl=reservation_ttl)
-        if store is not None and not isinstance(store, AsyncStore):
-            raise ConfigurationError(f"store must implement AsyncStore, got {store!r}")
-        self._store: AsyncStore = store if store is not None else MemoryStore(clock=self._clock)
+        if store is not None and not isinstance(store, AsyncStore | str):
+            raise ConfigurationError(f"store must implement AsyncStore or be a URL, got {store!r}")
+        opened = self._open_store(store, fault_policy)
+        if not isinstance(opened, AsyncStore):
+            raise ConfigurationError(f"store must implement AsyncStore, got {opened!r}")
+        self._store: AsyncStore = opened
         # A store whose operations never block is called synchronously: one coroutine less.
         direct = self._store if getattr(self._store, "nonblocking", False) else None
         self._direct: Store | None = direct if isinstance(direct, Store) else None
@@ -286,6 +298,8 @@ class Limiter(LimiterBase):
         start = clock.now_ns()
         waiter = self._room.new_waiter(names, None if limit_ns is None else start + limit_ns)
         loop = asyncio.get_running_loop()
+        if not self._listening:
+            self._listen_for_releases(self._store, partial(_wake_from_thread, loop, self._room))
         future: asyncio.Future[None] | None = None
 
         def wake() -> None:
@@ -345,3 +359,11 @@ class Limiter(LimiterBase):
     async def _release(self, rid: str, names: tuple[str, ...]) -> None:
         if await self._store.asettle(rid, None):
             self._room.wake_heads(names)
+
+
+def _wake_from_thread(
+    loop: asyncio.AbstractEventLoop, room: WaitingRoom, scopes: tuple[str, ...]
+) -> None:
+    """Wake the heads of ``scopes`` in ``loop`` (called from a store's listener thread)."""
+    with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+        loop.call_soon_threadsafe(room.wake_heads, scopes)

@@ -16,7 +16,7 @@ from quotaflow._status import Decision, ScopeStatus
 from quotaflow._table import Scopes
 from quotaflow._waiting import RESERVE, wait_turn
 from quotaflow.core import NS_PER_SECOND, Limit, ReserveResult, Usage
-from quotaflow.stores import MemoryStore, Store
+from quotaflow.stores import FaultMode, FaultPolicy, Store
 
 __all__ = ["SyncLimiter", "SyncReservation"]
 
@@ -107,15 +107,19 @@ class SyncLimiter(LimiterBase):
         self,
         limits: Mapping[str, Limit | Iterable[Limit]],
         *,
-        store: Store | None = None,
+        store: Store | str | None = None,
         clock: Clock | None = None,
         hooks: Sequence[Hook] = (),
         reservation_ttl: float = 3600.0,
+        fault_policy: FaultPolicy | FaultMode | str | None = None,
     ) -> None:
         super().__init__(limits, clock=clock, hooks=hooks, reservation_ttl=reservation_ttl)
-        if store is not None and not isinstance(store, Store):
-            raise ConfigurationError(f"store must implement Store, got {store!r}")
-        self._store: Store = store if store is not None else MemoryStore(clock=self._clock)
+        if store is not None and not isinstance(store, Store | str):
+            raise ConfigurationError(f"store must implement Store or be a URL, got {store!r}")
+        opened = self._open_store(store, fault_policy)
+        if not isinstance(opened, Store):
+            raise ConfigurationError(f"store must implement Store, got {opened!r}")
+        self._store: Store = opened
         self._settle_lock = threading.Lock()
 
     @property
@@ -237,6 +241,8 @@ class SyncLimiter(LimiterBase):
         clock = self._clock
         start = clock.now_ns()
         waiter = self._room.new_waiter(names, None if limit_ns is None else start + limit_ns)
+        if not self._listening:
+            self._listen_for_releases(self._store, self._room.wake_heads)
         event = threading.Event()
         waiter.wake = event.set
         flow = wait_turn(self._room, waiter, first, clock.now_ns, epoch)

@@ -19,7 +19,8 @@ EXPECTED = {
     "Clock", "Concurrency", "ConfigurationError", "Decision", "EventKind", "Hook",
     "InvalidUsageError", "Limit", "LimitStatus", "Limiter", "LimiterEvent", "MemoryStore",
     "Metric", "Quota", "QuotaPeriod", "QuotaflowError", "Rate", "Reservation", "ReservationError",
-    "ScopeStatus", "Store", "StoreError", "SyncLimiter", "SyncReservation", "SystemClock", "Usage",
+    "ScopeStatus", "Store", "StoreError", "StoreUnavailableError", "SyncLimiter",
+    "SyncReservation", "SystemClock", "Usage",
     "__version__", "concurrency", "cost_per_day", "cost_per_hour", "daily_quota", "itpm",
     "monthly_quota", "otpm", "rpd", "rpm", "rps", "tpd", "tpm",
 }  # fmt: skip

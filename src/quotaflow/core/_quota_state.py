@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from quotaflow.core._limits import NS_PER_SECOND, Quota, QuotaPeriod
 from quotaflow.core._snapshot import LimitSnapshot
 
-__all__ = ["QuotaState", "period_bounds"]
+__all__ = ["QuotaState", "calendar_bounds", "period_bounds"]
 
 
 def period_bounds(quota: Quota, now: int) -> tuple[int, int]:
@@ -16,9 +17,13 @@ def period_bounds(quota: Quota, now: int) -> tuple[int, int]:
     Boundaries are local midnights in the quota's time zone, so a day lasts 23 or 25 hours
     across a daylight-saving change.
     """
-    zone = quota.zone
+    return calendar_bounds(quota.period, quota.zone, now)
+
+
+def calendar_bounds(period: QuotaPeriod, zone: ZoneInfo, now: int) -> tuple[int, int]:
+    """Return ``(start, end)`` in ns of the day or month in ``zone`` that contains ``now``."""
     local = datetime.fromtimestamp(now // NS_PER_SECOND, UTC).astimezone(zone)
-    if quota.period is QuotaPeriod.DAY:
+    if period is QuotaPeriod.DAY:
         start = datetime(local.year, local.month, local.day, tzinfo=zone)
         following = (start + timedelta(days=1)).date()
         end = datetime(following.year, following.month, following.day, tzinfo=zone)
