@@ -19,7 +19,19 @@ from pathlib import Path
 from typing import Any
 
 #: Every package whose version the results depend on.
-PACKAGES = ("quotaflow", "aiolimiter", "pyrate-limiter", "throttled-py", "token-throttle")
+PACKAGES = (
+    "quotaflow",
+    "aiolimiter",
+    "pyrate-limiter",
+    "throttled-py",
+    "token-throttle",
+    "limits",
+    "llmratelimiter",
+    "redis",
+    "httpx",
+    "starlette",
+    "uvicorn",
+)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """Run every benchmark (each in its own process) and summarise the goals.
 
-Usage: ``python bench/run.py [--quick] [--json PATH] [--only overhead,saturation,waiters]``.
+Usage: ``python bench/run.py [--quick] [--json PATH] [--only overhead,saturation,...]``.
+
+``redis_overhead`` and ``distributed`` need a Redis server (``$REDIS_URL``, default
+``redis://127.0.0.1:6379/0``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from _common import Goal, goals_table, machine, table
 
-BENCHMARKS = ("overhead", "saturation", "waiters")
+BENCHMARKS = ("overhead", "saturation", "waiters", "redis_overhead", "distributed")
 HERE = Path(__file__).resolve().parent
 
 
