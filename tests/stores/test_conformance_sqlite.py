@@ -1,30 +1,34 @@
+"""The store conformance suite on SQLite files (a new file for every store)."""
+
 from __future__ import annotations
 
-import tempfile
+import itertools
 from pathlib import Path
 from typing import ClassVar
 
+import pytest
+
 from quotaflow.conformance import StoreConformance
-from quotaflow.stores._sqlite import SqliteStore
+from quotaflow.stores import SqliteStore
 from quotaflow.testing import FakeClock
-
-_DIR = Path(tempfile.mkdtemp())
-_count = 0
-
-
-def _path() -> Path:
-    global _count
-    _count += 1
-    return _DIR / f"s{_count}.db"
 
 
 class TestSqliteStore(StoreConformance):
+    directory: Path
+    sweep_interval: ClassVar[float] = 60.0
+
+    @pytest.fixture(autouse=True)
+    def _directory(self, tmp_path: Path) -> None:
+        self.directory = tmp_path
+        self.files = itertools.count()
+
     def make_store(self, clock: FakeClock) -> SqliteStore:
-        return SqliteStore(_path(), clock=clock)
+        path = self.directory / f"store-{next(self.files)}.db"
+        return SqliteStore(path, clock=clock, sweep_interval=self.sweep_interval)
 
 
-class TestSqliteStoreSweepingOften(StoreConformance):
+class TestSqliteStoreSweepingOften(TestSqliteStore):
+    """Sweeps on nearly every write: idle states and expired reservations go at once."""
+
     expiry_grace: ClassVar[float] = 0.0
-
-    def make_store(self, clock: FakeClock) -> SqliteStore:
-        return SqliteStore(_path(), clock=clock, sweep_interval=1e-6)
+    sweep_interval: ClassVar[float] = 1e-6
