@@ -15,6 +15,7 @@ class TestRedisStore(StoreConformance):
     """A standalone server (``REDIS_URL`` or a throwaway one); a fresh namespace per store."""
 
     max_examples = 30
+    resolution_ns = 1_000  # Redis TIME has microseconds: the store's clock never shows less
     url: str
 
     @pytest.fixture(autouse=True)
@@ -29,6 +30,7 @@ class TestRedisClusterStore(StoreConformance):
     """Three masters; each store's namespace hashes to one slot, on whichever node owns it."""
 
     max_examples = 15
+    resolution_ns = 1_000
     url: str
 
     @pytest.fixture(autouse=True)

@@ -109,10 +109,11 @@ def test_leases_outlive_an_expired_reservation_until_their_own_ttl() -> None:
     engine = Engine(sweep_interval_ns=S)
     route = Route([("pool", (concurrency(1, ttl=600),))])
     engine.reserve("a", route.claims(Usage()), T0, 30 * S)
-    engine.sweep(T0 + 61 * S)
-    assert not engine.reserve("b", route.claims(Usage()), T0 + 61 * S, S).granted
-    engine.settle("a", Usage(), T0 + 62 * S)  # the late settlement ends the lease
-    assert engine.reserve("b", route.claims(Usage()), T0 + 62 * S, S).granted
+    engine.sweep(T0 + 31 * S)
+    assert not engine.reserve("b", route.claims(Usage()), T0 + 31 * S, S).granted
+    # The late settlement (within one more TTL of the expiry) ends the lease.
+    engine.settle("a", Usage(), T0 + 32 * S)
+    assert engine.reserve("b", route.claims(Usage()), T0 + 32 * S, S).granted
 
 
 @pytest.mark.asyncio

@@ -188,6 +188,10 @@ class Engine:
         which makes settling idempotent.
         """
         record = self._records.pop(rid, None)
+        if record is not None and record[1] <= now:
+            # Past its TTL but not swept yet: forget it now, as the sweep would have.
+            self._forget(rid, record)
+            record = None
         if record is None:
             expired = self._expired.pop(rid, None)
             if expired is not None:
@@ -260,15 +264,7 @@ class Engine:
         self._next_sweep = now + self.sweep_interval_ns
         expired = [rid for rid, record in self._records.items() if record[1] <= now]
         for rid in expired:
-            # A forgotten reservation stands as reserved: settle it so, which releases what its
-            # rates keep for refunds. Its concurrency leases run to their own expiry (the call
-            # may still be going), and a late settlement can still charge an overrun.
-            record = self._records.pop(rid)
-            entries: list[_Entry] = record[0]
-            for _, state, _, reserved, mark in entries:
-                if type(state) is not LeaseState:
-                    state.settle(reserved, reserved, mark, now, rid)
-            self._expired[rid] = [entries, now + record[2]]
+            self._forget(rid, self._records.pop(rid))
         gone = [rid for rid, (_, until) in self._expired.items() if until <= now]
         for rid in gone:
             del self._expired[rid]
@@ -279,6 +275,19 @@ class Engine:
         ]
         for scope in idle:
             del self._scopes[scope]
+
+    def _forget(self, rid: str, record: _Record) -> None:
+        """Forget a reservation past its TTL; keep a tombstone for one more TTL.
+
+        A forgotten reservation stands as reserved: it is settled so, which releases what its
+        rates keep for refunds. Its concurrency leases run to their own expiry (the call may
+        still be going), and a late settlement can still charge an overrun.
+        """
+        entries: list[_Entry] = record[0]
+        for _, state, _, reserved, mark in entries:
+            if type(state) is not LeaseState:
+                state.settle(reserved, reserved, mark, record[1], rid)
+        self._expired[rid] = [entries, record[1] + record[2]]
 
     @property
     def scope_count(self) -> int:

@@ -98,7 +98,7 @@ local function load_rate(key)
 end
 
 local function held_key(st)
-  return st.k .. '|h|' .. st.b .. '|' .. st.v
+  return string.format('%s|h|%d|%d', st.k, st.b, st.v)
 end
 
 local function save_rate(st)
@@ -128,12 +128,12 @@ end
 
 local function hold(st, mark, rid, exp)
   local hk = held_key(st)
-  redis.call('ZADD', hk, exp, mark .. ':' .. rid)
+  redis.call('ZADD', hk, exp, string.format('%d:%s', mark, rid))
   keep_held_until(st, hk, exp)
 end
 
 local function release(st, mark, rid)
-  redis.call('ZREM', held_key(st), mark .. ':' .. rid)
+  redis.call('ZREM', held_key(st), string.format('%d:%s', mark, rid))
 end
 
 local function reconfigure(st, r, p, c)
@@ -494,7 +494,7 @@ local function renew()
       local st = load_rate(entry[1])
       if st and st.b == entry[6] then
         local hk = held_key(st)
-        if redis.call('ZADD', hk, 'XX', 'CH', exp, entry[5] .. ':' .. rid) == 1 then
+        if redis.call('ZADD', hk, 'XX', 'CH', exp, string.format('%d:%s', entry[5], rid)) == 1 then
           keep_held_until(st, hk, exp)
           save_rate(st)
         end

@@ -702,9 +702,15 @@ class SqliteStore:
             session.add_record(rid, entries, expires, ttl_ns)
         session.sweep(now)  # the engine's own expiry: settle as reserved, keep a tombstone
         session.write_back()
+        tombstones = session.tombstones()
         conn.executemany(
             "UPDATE reservations SET forget_at = ? WHERE rid = ?",
-            [(until, rid) for rid, (_, until) in session.tombstones().items()],
+            [(until, rid) for rid, (_, until) in tombstones.items()],
+        )
+        # Swept more than a TTL after they expired: past their tombstone too.
+        conn.executemany(
+            "DELETE FROM reservations WHERE rid = ?",
+            [(rid,) for rid, _, _ in expired if rid not in tombstones],
         )
         forgotten = conn.execute(
             "DELETE FROM reservations WHERE rid IN "
