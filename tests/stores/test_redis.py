@@ -88,14 +88,32 @@ def test_every_key_shares_one_hash_slot_and_expires(
     assert store.reserve("b", claims, TTL).granted
     store.settle("a", Usage(tokens=50))
     keys = keys_of(client, store)
-    held = [key for key in keys if b"|h|" in key]  # the marks the two rates hold (for b)
-    assert len(keys) - len(held) == 5  # four states and reservation b
-    assert len(held) == 2
+    assert len(keys) == 5  # four states and reservation b (few held: marks kept inline)
     slots = {key_slot(key) for key in keys}
     assert len(slots) == 1
     for key in keys:
         assert client.pttl(key) > 0, key  # nothing lives forever
     clock.advance(1)
+
+
+def test_many_reservations_held_at_once_spill_into_a_sorted_set_and_back(
+    store: RedisStore, client: redis.Redis, clock: FakeClock
+) -> None:
+    route = Route([("m", (tpm(1_000_000),))])
+    for i in range(40):  # 40 held at once: beyond the 8 kept inline in the state
+        assert store.reserve(f"r{i}", route.claims(Usage(tokens=1_000)), TTL).granted
+    held = [key for key in keys_of(client, store) if b"|h|" in key]
+    assert len(held) == 1
+    assert client.zcard(held[0]) == 32
+    assert client.pttl(held[0]) > 0
+    for i in range(40):
+        assert store.settle(f"r{i}", Usage(tokens=100))
+    assert client.zcard(held[0]) == 0
+    # Every refund came back: 40 x 900 returned, 40 x 100 still in the bucket.
+    assert store.snapshot("m", [tpm(1_000_000)])[1][0].used == 4_000
+    clock.advance(60)
+    assert store.reserve("again", route.claims(Usage(tokens=1_000)), TTL).granted
+    assert not [key for key in keys_of(client, store) if b"|h|" in key]  # dropped: bucket full
 
 
 def test_a_rate_keeps_constant_space_whatever_the_volume(

@@ -70,10 +70,14 @@ end
 -- Rolling rates: a GCRA bucket with the exact refund bound ---------------------------------
 -- Fields: b born (identity), r refill, p period_ns, c capacity, t tat (us), g gross, n net,
 -- s since, v void, A/T/N the stack (gross before, time, net before); k the key (not stored).
--- The marks of the reservations held since the bucket was last full live in a sorted set
--- beside it, `<key>|h|<born>|<void>`: member "mark:rid", score the reservation's expiry. It
--- is a new set each time the bucket fills up (older marks can no longer be refunded, and
--- their set expires by itself); `he` is the expiry last set on it.
+--
+-- The reservations held since the bucket was last full (their marks decide what compaction
+-- keeps) are listed in I, flat triples {mark, expiry, rid}, up to INLINE of them; beyond
+-- that in a sorted set beside the state, `<key>|h|<born>` (member "mark:rid", score the
+-- expiry; z says it is in use, he is the expiry last set on it). Few calls are in flight per
+-- bucket most of the time, and then holding costs no command at all.
+
+local INLINE = 8
 
 local function interval(st, n) -- microseconds to refill n units, rounded up
   if n <= 0 then return 0 end
@@ -86,7 +90,7 @@ end
 
 local function new_rate(key, r, p, c)
   return { b = now, r = r, p = p, c = c, t = 0, g = 0, n = 0, s = 0, v = -1,
-    A = {}, T = {}, N = {}, k = key }
+    A = {}, T = {}, N = {}, I = {}, k = key }
 end
 
 local function load_rate(key)
@@ -94,11 +98,12 @@ local function load_rate(key)
   if not raw then return nil end
   local st = decode(raw)
   st.k = key
+  st.I = st.I or {}
   return st
 end
 
 local function held_key(st)
-  return string.format('%s|h|%d|%d', st.k, st.b, st.v)
+  return string.format('%s|h|%d', st.k, st.b)
 end
 
 local function save_rate(st)
@@ -108,12 +113,30 @@ local function save_rate(st)
   st.k = key
 end
 
+local function forget_held(st) -- the bucket is full: nothing held so far can be refunded
+  st.I = {}
+  if st.z then
+    redis.call('DEL', held_key(st))
+    st.z, st.he = nil, nil
+  end
+end
+
 local function held_marks(st) -- the marks of live reservations (expired ones are released)
-  local hk = held_key(st)
-  redis.call('ZREMRANGEBYSCORE', hk, '-inf', now)
+  local I, live = st.I, {}
   local marks = {}
-  for _, member in ipairs(redis.call('ZRANGE', hk, 0, -1)) do
-    marks[#marks + 1] = tonumber(string.match(member, '^(%d+):'))
+  for j = 1, #I, 3 do
+    if I[j + 1] > now then
+      live[#live + 1], live[#live + 2], live[#live + 3] = I[j], I[j + 1], I[j + 2]
+      marks[#marks + 1] = I[j]
+    end
+  end
+  st.I = live
+  if st.z then
+    local hk = held_key(st)
+    redis.call('ZREMRANGEBYSCORE', hk, '-inf', now)
+    for _, member in ipairs(redis.call('ZRANGE', hk, 0, -1)) do
+      marks[#marks + 1] = tonumber(string.match(member, '^(%d+):'))
+    end
   end
   return marks
 end
@@ -127,13 +150,53 @@ local function keep_held_until(st, hk, exp)
 end
 
 local function hold(st, mark, rid, exp)
+  local I = st.I
+  if #I >= 3 * INLINE then held_marks(st) end -- drop the expired ones first
+  I = st.I
+  if #I < 3 * INLINE then
+    I[#I + 1], I[#I + 2], I[#I + 3] = mark, exp, rid
+    return
+  end
   local hk = held_key(st)
   redis.call('ZADD', hk, exp, string.format('%d:%s', mark, rid))
+  st.z = true
   keep_held_until(st, hk, exp)
 end
 
+local function find_inline(st, mark, rid)
+  local I = st.I
+  for j = 1, #I, 3 do
+    if I[j] == mark and I[j + 2] == rid then return j end
+  end
+  return nil
+end
+
 local function release(st, mark, rid)
-  redis.call('ZREM', held_key(st), string.format('%d:%s', mark, rid))
+  local j = find_inline(st, mark, rid)
+  if j then
+    local I = st.I
+    local last = #I - 2
+    I[j], I[j + 1], I[j + 2] = I[last], I[last + 1], I[last + 2]
+    I[last], I[last + 1], I[last + 2] = nil, nil, nil
+  elseif st.z then
+    redis.call('ZREM', held_key(st), string.format('%d:%s', mark, rid))
+  end
+end
+
+local function renew_held(st, mark, rid, exp) -- whether anything changed
+  local j = find_inline(st, mark, rid)
+  if j then
+    if exp > st.I[j + 1] then st.I[j + 1] = exp end
+    return true
+  end
+  if st.z then
+    local hk = held_key(st)
+    if redis.call('ZADD', hk, 'XX', 'CH', exp, string.format('%d:%s', mark, rid)) == 1 then
+      keep_held_until(st, hk, exp)
+      return true
+    end
+  end
+  return false
 end
 
 local function reconfigure(st, r, p, c)
@@ -201,7 +264,7 @@ local function take(st, n, rid, exp)
     st.A, st.T, st.N = {}, {}, {}
     st.n = 0
     st.t = now
-    st.he = 0 -- a new held set (see held_key)
+    forget_held(st)
   else
     local A, T, N = st.A, st.T, st.N
     local k = #A
@@ -492,12 +555,8 @@ local function renew()
       save_leases(entry[1])
     elseif entry[2] == 'r' then
       local st = load_rate(entry[1])
-      if st and st.b == entry[6] then
-        local hk = held_key(st)
-        if redis.call('ZADD', hk, 'XX', 'CH', exp, string.format('%d:%s', entry[5], rid)) == 1 then
-          keep_held_until(st, hk, exp)
-          save_rate(st)
-        end
+      if st and st.b == entry[6] and renew_held(st, entry[5], rid, exp) then
+        save_rate(st)
       end
     end
   end
