@@ -741,3 +741,33 @@ def test_processes_hammering_one_file_never_exceed_the_limit(path: Path) -> None
     possible = RATE.capacity + RATE.limit * elapsed
     assert len(grants) >= 0.7 * possible, (len(grants), possible, refusals)
     assert refusals > len(grants), (len(grants), possible, refusals)
+
+
+def test_a_release_in_another_process_wakes_waiters(path: Path) -> None:
+    """A waiter learns of a lease released through another store on the same file.
+
+    The waiting limiter's clock never moves, so only the release watcher can wake it: without
+    it, the waiter would sleep until the lease's TTL (10 minutes).
+    """
+    other = SqliteStore(path)
+    limiter = SyncLimiter(
+        {"pool": [concurrency(1, ttl=600)]}, store=SqliteStore(path), clock=FakeClock()
+    )
+    try:
+        claims = Route([("pool", limiter.limits_of("pool"))]).claims(Usage())
+        assert other.reserve("elsewhere", claims, 3600 * S).granted
+        result: list[object] = []
+        waiter = threading.Thread(target=lambda: result.append(limiter.acquire("pool")))
+        waiter.start()
+        for _ in range(1000):  # until the waiter has queued (bounded: 10 s)
+            if limiter.status("pool").queue_depth:
+                break
+            time.sleep(0.01)
+        assert limiter.status("pool").queue_depth == 1
+        assert other.settle("elsewhere", Usage())
+        waiter.join(timeout=10)
+        assert not waiter.is_alive(), "the waiter was not woken by the release"
+        assert len(result) == 1
+    finally:
+        limiter.close()
+        other.close()

@@ -45,9 +45,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -79,6 +81,8 @@ from quotaflow.core import (
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
+_log = logging.getLogger("quotaflow")
+
 #: The layout of the file this version reads and writes (``PRAGMA user_version``).
 SCHEMA_VERSION: Final = 1
 
@@ -102,12 +106,23 @@ _SCHEMA: Final = (
     "CREATE INDEX reservations_expiry ON reservations (expires_at) WHERE forget_at IS NULL",
     "CREATE INDEX reservations_forget ON reservations (forget_at) WHERE forget_at IS NOT NULL",
     "CREATE TABLE meta (name TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID",
+    # Settlements, so that waiters in other processes learn that capacity came back.
+    """CREATE TABLE releases (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        origin TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        at INTEGER NOT NULL
+    )""",
     "INSERT INTO meta (name, value) VALUES ('generation', 0), ('next_sweep', 0)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
 #: Rows of each kind a sweep handles at most.
 SWEEP_BATCH: Final = 1000
+#: Seconds between two reads of new settlements by a waiting process's watcher thread.
+_RELEASE_CHECK: Final = 0.05
+#: Seconds a settlement stays in the ``releases`` table.
+_RELEASE_KEPT: Final = 60
 
 _NEVER: Final = 1 << 200  # later than any time: the store, not the engine, decides when to sweep
 _MAX_INT64: Final = (1 << 63) - 1
@@ -445,13 +460,17 @@ class SqliteStore:
 
     __slots__ = (
         "_busy_timeout",
+        "_callbacks",
         "_clock",
         "_conn",
+        "_listener",
         "_lock",
         "_next_sweep",
+        "_origin",
         "_path",
         "_pending",
         "_session",
+        "_stop",
         "_sweep_batch",
         "_sweep_interval_ns",
     )
@@ -473,6 +492,10 @@ class SqliteStore:
         self._lock = threading.Lock()
         self._next_sweep = 0  # a lower bound of the file's: no need to look before then
         self._pending: dict[str, asyncio.Task[ReserveResult]] = {}
+        self._origin = secrets.token_hex(6)  # tags this store's settlements
+        self._callbacks: list[Callable[[tuple[str, ...]], None]] = []
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
         try:
             # The retry loop below replaces SQLite's busy handler (timeout=0).
             conn = sqlite3.connect(
@@ -667,6 +690,11 @@ class SqliteStore:
         settled = session.settle(rid, actual, now)
         session.write_back()
         conn.execute("DELETE FROM reservations WHERE rid = ?", (rid,))
+        scopes = "\n".join(dict.fromkeys(scope for scope, *_ in entries))
+        conn.execute(
+            "INSERT INTO releases (origin, scopes, at) VALUES (?, ?, ?)",
+            (self._origin, scopes, now),
+        )
         return settled
 
     def _renew(self, rid: str, ttl_ns: int, now: int) -> bool:
@@ -717,6 +745,7 @@ class SqliteStore:
             "(SELECT rid FROM reservations WHERE forget_at <= ? LIMIT ?)",
             (now, batch),
         ).rowcount
+        conn.execute("DELETE FROM releases WHERE at <= ?", (now - _RELEASE_KEPT * NS_PER_SECOND,))
         idle = conn.execute(
             "DELETE FROM states WHERE (scope, key) IN "
             "(SELECT scope, key FROM states WHERE expires_at <= ? LIMIT ?)",
@@ -755,10 +784,68 @@ class SqliteStore:
 
     def close(self) -> None:
         """Close the connection; later operations raise :class:`~quotaflow.StoreError`."""
+        self._stop.set()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.join(timeout=5)
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:
                 conn.close()
+
+    # Release notifications -----------------------------------------------------------------
+
+    def listen(self, on_release: Callable[[tuple[str, ...]], None]) -> None:
+        """Call ``on_release(scopes)`` when another process settles a reservation there.
+
+        Every settlement appends its scopes to a ``releases`` table; a background thread (one
+        per store, started by the first waiter) reads the new rows every
+        ``_RELEASE_CHECK`` seconds, one indexed query, and passes them on, so that waiters in
+        this process try again instead of sleeping until the slot the store named earlier
+        (for a concurrency lease, its TTL). The rows are swept after a minute.
+        """
+        self._callbacks.append(on_release)
+        if self._listener is not None or self._conn is None:
+            return
+        thread = threading.Thread(target=self._watch, name="quotaflow-sqlite-releases", daemon=True)
+        self._listener = thread
+        thread.start()
+
+    def _watch(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, timeout=1.0, isolation_level=None)
+        except sqlite3.Error as error:
+            _log.warning("quotaflow: not watching %r for releases: %s", self._path, error)
+            return
+        try:
+            last = -1
+            while not self._stop.wait(0 if last < 0 else _RELEASE_CHECK):
+                try:
+                    if last < 0:
+                        last = conn.execute(
+                            "SELECT coalesce(max(seq), 0) FROM releases"
+                        ).fetchone()[0]
+                        continue
+                    rows = conn.execute(
+                        "SELECT seq, origin, scopes FROM releases WHERE seq > ? ORDER BY seq",
+                        (last,),
+                    ).fetchall()
+                except sqlite3.Error as error:  # locked for a moment, or the file went away
+                    _log.debug("quotaflow: release watcher: %s", error)
+                    continue
+                for seq, origin, scopes in rows:
+                    last = seq
+                    if origin != self._origin:
+                        self._notify(tuple(scopes.split("\n")))
+        finally:
+            conn.close()
+
+    def _notify(self, scopes: tuple[str, ...]) -> None:
+        for callback in tuple(self._callbacks):
+            try:
+                callback(scopes)
+            except Exception:  # noqa: BLE001 (a callback must not stop the watcher)
+                _log.exception("quotaflow: release callback %r failed", callback)
 
     # AsyncStore ----------------------------------------------------------------------------
 
