@@ -380,3 +380,11 @@ def test_a_pause_shorter_than_the_retries_is_ridden_out(redis_server: RedisServe
         assert store.snapshot("m", [rpm(10)])[1][0].used == 2
     finally:
         store.close()
+
+
+def test_a_script_error_is_a_store_error_at_once(store: RedisStore) -> None:
+    """Not transient: no retry, no fault policy; the reason is "store", the cause kept."""
+    with pytest.raises(StoreError, match="malformed claim") as caught:
+        store._run(["qf:{x}:r|a", "qf:{x}:s"], ["reserve", -1, 0], ["a", 1, 1, "garbage"])
+    assert caught.value.reason == "store"
+    assert isinstance(caught.value.__cause__, redis.ResponseError)

@@ -7,6 +7,7 @@ the fault policy); Redis keeps its own time.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import pytest
@@ -221,3 +222,29 @@ def test_the_failover_store_rejects_a_bad_policy() -> None:
         FaultPolicy("local", local_share=1.5)
     with pytest.raises(ValueError, match="probe_interval"):
         FailoverStore(RedisStore(), FaultPolicy("local", probe_interval=0))
+
+
+def test_the_change_is_logged_once_each_way(
+    redis_server: RedisServer,
+    namespace: str,
+    clock: FakeClock,
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    limiter = make_limiter(redis_server, namespace, clock, recorder, "fail_open")
+    try:
+        redis_server.stop()
+        with caplog.at_level(logging.WARNING, logger="quotaflow"):
+            for _ in range(5):
+                with limiter.reserve("m", tokens=10):
+                    pass
+            redis_server.start()
+            clock.advance(1.0)
+            for _ in range(5):
+                with limiter.reserve("m", tokens=10):
+                    pass
+        messages = [record.getMessage() for record in caplog.records]
+        assert sum("unreachable" in message for message in messages) == 1, messages
+        assert sum("reachable again" in message for message in messages) == 1, messages
+    finally:
+        limiter.close()
