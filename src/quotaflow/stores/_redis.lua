@@ -142,8 +142,9 @@ local function held_marks(st) -- the marks of live reservations (expired ones ar
 end
 
 local function keep_held_until(st, hk, exp)
-  -- Extend the set's TTL past `exp`, a minute at a time so that most calls need not.
-  if exp > (st.he or 0) then
+  -- Extend the set's TTL past `exp`, a minute at a time so that most calls need not. Redis
+  -- deletes a set that empties, and a new one has no TTL: check for that too.
+  if exp > (st.he or 0) or redis.call('PTTL', hk) < 0 then
     st.he = exp + GRACE_MS * 1000
     redis.call('PEXPIRE', hk, ms_until(st.he))
   end
