@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
-import random
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
@@ -33,7 +30,7 @@ from quotaflow.core import NS_PER_SECOND, Route
 from quotaflow.stores import RedisOptions, RedisStore
 from quotaflow.testing import FakeClock
 from tests.servers import RedisServer, find_free_port
-from tests.stores.test_sqlite import DURATION, RATE, TOKENS, check_guarantee
+from tests.stores.processes import hammer_and_check
 
 S = NS_PER_SECOND
 TTL = 3600 * S
@@ -306,60 +303,10 @@ def test_claims_naming_one_limit_twice_are_refused(store: RedisStore) -> None:
         store.reserve("a", [*claims, *claims], TTL)
 
 
-def hammer_redis(url: str, shared: str, seed: int, start: Any, results: Any) -> None:
-    """Admit as fast as possible for DURATION seconds; report (time, tokens used) of grants."""
-    store = RedisStore(url, namespace=shared)
-    route = Route([("shared", (RATE, TOKENS))])
-    rng = random.Random(seed)  # noqa: S311 (seeded on purpose)
-    grants: list[tuple[int, int]] = []
-    refusals = 0
-    start.wait()
-    stop = time.monotonic() + DURATION
-    index = 0
-    while time.monotonic() < stop:
-        index += 1
-        rid = f"{seed}:{index}"
-        tokens = rng.randint(1, 60)
-        result = store.reserve(rid, route.claims(Usage(input_tokens=tokens)), 10 * S)
-        if not result.granted:
-            refusals += 1
-            continue
-        actual = rng.randint(0, tokens)
-        assert store.settle(rid, Usage(input_tokens=actual))
-        grants.append((result.now, actual))
-    store.close()
-    results.put((grants, refusals))
-
-
 @pytest.mark.slow
 def test_processes_sharing_redis_never_exceed_the_limit(redis_url: str) -> None:
     """Four processes, server time: every interval holds at most capacity + refill x length."""
-    shared = namespace()
-    context = multiprocessing.get_context("spawn")
-    start = context.Event()
-    results = context.Queue()
-    workers = [
-        context.Process(target=hammer_redis, args=(redis_url, shared, seed, start, results))
-        for seed in range(4)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        time.sleep(0.2)
-        start.set()
-        outcomes = [results.get(timeout=30) for _ in workers]
-    finally:
-        for worker in workers:
-            worker.join(timeout=30)
-    assert all(worker.exitcode == 0 for worker in workers)
-    grants = sorted(grant for outcome, _ in outcomes for grant in outcome)
-    refusals = sum(refused for _, refused in outcomes)
-    check_guarantee(grants, RATE, [1] * len(grants))
-    check_guarantee(grants, TOKENS, [used for _, used in grants])
-    elapsed = (grants[-1][0] - grants[0][0]) / S
-    possible = RATE.capacity + RATE.limit * elapsed
-    assert len(grants) >= 0.7 * possible, (len(grants), possible, refusals)
-    assert refusals > len(grants), (len(grants), possible, refusals)
+    hammer_and_check(f"{redis_url}?namespace={namespace()}")
 
 
 def test_a_pause_shorter_than_the_retries_is_ridden_out(redis_server: RedisServer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import random
 import sqlite3
 import threading
@@ -27,7 +26,6 @@ from quotaflow import (
     rpm,
     tpm,
 )
-from quotaflow._clock import SystemClock
 from quotaflow.core import (
     NS_PER_SECOND,
     Claim,
@@ -42,6 +40,7 @@ from quotaflow.core import (
 from quotaflow.stores import AsyncStore, MemoryStore, Store
 from quotaflow.stores._sqlite import _FIELDS, SCHEMA_VERSION, SqliteStore
 from quotaflow.testing import FakeClock
+from tests.stores.processes import hammer_and_check
 
 S = NS_PER_SECOND
 TTL = 3600 * S
@@ -660,87 +659,11 @@ async def test_a_cancelled_admission_can_still_be_given_back(path: Path) -> None
 
 # Processes sharing one file. -----------------------------------------------------------------
 
-RATE = Rate("requests", 200, 1, burst=0.1)  # 20 at once, 200 per second
-TOKENS = Rate("tokens", 3_000, 1, burst=0.2)  # 600 at once, 3,000 per second
-DURATION = 1.5
-
-
-class WallClock(SystemClock):
-    """The system's real-time clock: one time line for every process of the host."""
-
-    __slots__ = ()
-
-    def now_ns(self) -> int:
-        return time.time_ns()
-
-
-def hammer(path: str, seed: int, start: Any, results: Any) -> None:
-    """Admit as fast as possible for DURATION seconds; report (time, tokens used) of grants."""
-    store = SqliteStore(path, clock=WallClock(), busy_timeout=5.0)
-    route = Route([("shared", (RATE, TOKENS))])
-    rng = random.Random(seed)  # noqa: S311 (seeded on purpose)
-    grants: list[tuple[int, int]] = []
-    refusals = 0
-    start.wait()
-    stop = time.monotonic() + DURATION
-    index = 0
-    while time.monotonic() < stop:
-        index += 1
-        rid = f"{seed}:{index}"
-        tokens = rng.randint(1, 60)
-        result = store.reserve(rid, route.claims(Usage(input_tokens=tokens)), 10 * S)
-        if not result.granted:
-            refusals += 1
-            continue
-        actual = rng.randint(0, tokens)
-        assert store.settle(rid, Usage(input_tokens=actual))
-        grants.append((result.now, actual))
-    store.close()
-    results.put((grants, refusals))
-
-
-def check_guarantee(grants: list[tuple[int, int]], rate: Rate, amounts: list[int]) -> None:
-    """Over every interval between two admissions, at most capacity + refill * length."""
-    times = [at for at, _ in grants]
-    prefix = [0]
-    for amount in amounts:
-        prefix.append(prefix[-1] + amount)
-    for first in range(len(times)):
-        for last in range(first, len(times)):
-            admitted = prefix[last + 1] - prefix[first]
-            bound = rate.capacity * rate.period_ns + rate.refill * (times[last] - times[first])
-            assert admitted * rate.period_ns <= bound, (first, last, admitted)
-
 
 @pytest.mark.slow
 def test_processes_hammering_one_file_never_exceed_the_limit(path: Path) -> None:
     SqliteStore(path).close()
-    context = multiprocessing.get_context("spawn")
-    start = context.Event()
-    results = context.Queue()
-    workers = [
-        context.Process(target=hammer, args=(str(path), seed, start, results)) for seed in range(4)
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        time.sleep(0.2)
-        start.set()
-        outcomes = [results.get(timeout=30) for _ in workers]
-    finally:
-        for worker in workers:
-            worker.join(timeout=30)
-    assert all(worker.exitcode == 0 for worker in workers)
-    grants = sorted(grant for outcome, _ in outcomes for grant in outcome)
-    refusals = sum(refused for _, refused in outcomes)
-    check_guarantee(grants, RATE, [1] * len(grants))
-    check_guarantee(grants, TOKENS, [used for _, used in grants])
-    # The limit was the bottleneck, not the file: most of the rate was used (capacity plus what
-    # refilled over the run) and more requests were refused than admitted.
-    elapsed = (grants[-1][0] - grants[0][0]) / S
-    possible = RATE.capacity + RATE.limit * elapsed
-    assert len(grants) >= 0.7 * possible, (len(grants), possible, refusals)
-    assert refusals > len(grants), (len(grants), possible, refusals)
+    hammer_and_check(f"sqlite:///{path}")
 
 
 def test_a_release_in_another_process_wakes_waiters(path: Path) -> None:
