@@ -4,10 +4,11 @@
 -- LeaseState): see src/quotaflow/core/_rate_state.py for the algorithm and the proofs, and
 -- src/quotaflow/stores/_redis.py for the calling protocol.
 --
--- Numbers in Redis Lua are doubles. Times are integer microseconds (exact below 2^53, i.e.
--- until the year 2255), amounts are integers below 10^15, and every division is rounded
--- against the caller: exactly when the operands allow it, else with a relative margin. Keys
--- of one namespace share one hash tag, so every key an operation touches lives in one slot.
+-- Numbers in Redis Lua are doubles. Times are integer microseconds (exact below 2^53: today's
+-- dates plus any period short of centuries), amounts are integers below 10^15, and every
+-- division is rounded against the caller: exactly when the operands allow it, else with a
+-- relative margin. Keys of one namespace share one hash tag, so every key an operation
+-- touches lives in one slot.
 --
 -- ARGV[1] is the operation, ARGV[2] the time in microseconds (negative: use Redis TIME),
 -- then the quota period bounds the client computed (count, then spec, start, end each).
