@@ -122,16 +122,31 @@ local function forget_held(st) -- the bucket is full: nothing held so far can be
   end
 end
 
-local function held_marks(st) -- the marks of live reservations (expired ones are released)
+local function prune_inline(st) -- drop expired reservations from the inline list
   local I, live = st.I, {}
-  local marks = {}
   for j = 1, #I, 3 do
     if I[j + 1] > now then
       live[#live + 1], live[#live + 2], live[#live + 3] = I[j], I[j + 1], I[j + 2]
-      marks[#marks + 1] = I[j]
     end
   end
   st.I = live
+end
+
+local function held_count(st) -- live reservations held (expired ones are released)
+  prune_inline(st)
+  local count = #st.I / 3
+  if st.z then
+    local hk = held_key(st)
+    redis.call('ZREMRANGEBYSCORE', hk, '-inf', now)
+    count = count + redis.call('ZCARD', hk)
+  end
+  return count
+end
+
+local function held_marks(st) -- the marks of live reservations (expired ones are released)
+  prune_inline(st)
+  local I, marks = st.I, {}
+  for j = 1, #I, 3 do marks[#marks + 1] = I[j] end
   if st.z then
     local hk = held_key(st)
     redis.call('ZREMRANGEBYSCORE', hk, '-inf', now)
@@ -153,7 +168,7 @@ end
 
 local function hold(st, mark, rid, exp)
   local I = st.I
-  if #I >= 3 * INLINE then held_marks(st) end -- drop the expired ones first
+  if #I >= 3 * INLINE then prune_inline(st) end
   I = st.I
   if #I < 3 * INLINE then
     I[#I + 1], I[#I + 2], I[#I + 3] = mark, exp, rid
@@ -275,10 +290,7 @@ local function take(st, n, rid, exp)
       k = k - 1
     end
     A[k + 1], T[k + 1], N[k + 1] = g, now, st.n
-    if k + 1 > SLACK then
-      local marks = held_marks(st)
-      if k + 1 > SLACK + #marks then compact(st, marks) end
-    end
+    if k + 1 > SLACK and k + 1 > SLACK + held_count(st) then compact(st, held_marks(st)) end
   end
   st.t = st.t + interval(st, n)
   st.n = st.n + n
