@@ -237,6 +237,31 @@ class FailoverStore:
             self._local_rids.add(rid)
         return result
 
+    def _admitted_elsewhere(self, rid: str) -> ReserveResult | None:
+        """A retried reserve of an id the fallback admitted: granted again, charged once."""
+        if rid in self._local_rids or rid in self._open_rids:
+            now = self._clock.now_ns()
+            return ReserveResult(True, now, now, None)  # noqa: FBT003
+        return None
+
+    def _settled_elsewhere(self, rid: str, actual: Usage | None) -> bool | None:
+        """Settle an id the fallback admitted; ``None`` if the shared store admitted it."""
+        if rid in self._local_rids:
+            self._local_rids.discard(rid)
+            return self._local.settle(rid, actual)
+        if rid in self._open_rids:
+            self._open_rids.discard(rid)
+            return True
+        return None
+
+    def _local_snapshot(
+        self, scope: str, limits: Sequence[Limit], error: StoreUnavailableError | None
+    ) -> tuple[int, list[LimitSnapshot]]:
+        """The fallback's view while the store is unreachable; raise unless in ``local`` mode."""
+        if self.policy.mode is not FaultMode.LOCAL:
+            raise error or self._unavailable()
+        return self._local.snapshot(scope, [self._scale(limit) for limit in limits])
+
     def _unavailable(self) -> StoreUnavailableError:
         return StoreUnavailableError("shared store unreachable; waiting for the next probe")
 
@@ -244,9 +269,8 @@ class FailoverStore:
 
     def reserve(self, rid: str, claims: Sequence[Claim], ttl_ns: int) -> ReserveResult:
         """Admit on the shared store, or per the policy while it is unreachable."""
-        if rid in self._local_rids or rid in self._open_rids:
-            now = self._clock.now_ns()
-            return ReserveResult(True, now, now, None)  # noqa: FBT003
+        if (again := self._admitted_elsewhere(rid)) is not None:
+            return again
         if self._should_try():
             try:
                 result = self._sync().reserve(rid, claims, ttl_ns)
@@ -259,12 +283,8 @@ class FailoverStore:
 
     def settle(self, rid: str, actual: Usage | None) -> bool:
         """Settle where ``rid`` was admitted; keep it for replay if the store is down."""
-        if rid in self._local_rids:
-            self._local_rids.discard(rid)
-            return self._local.settle(rid, actual)
-        if rid in self._open_rids:
-            self._open_rids.discard(rid)
-            return True
+        if (settled := self._settled_elsewhere(rid, actual)) is not None:
+            return settled
         if not self._should_try():
             self._defer(rid, actual)
             return True
@@ -293,16 +313,13 @@ class FailoverStore:
 
     def snapshot(self, scope: str, limits: Sequence[Limit]) -> tuple[int, list[LimitSnapshot]]:
         """The shared store's view; the local one while it is unreachable (``local`` mode)."""
-        if self._should_try():
-            try:
-                return self._sync().snapshot(scope, limits)
-            except StoreUnavailableError as error:
-                self._went_down(error)
-                if self.policy.mode is not FaultMode.LOCAL:
-                    raise
-        elif self.policy.mode is not FaultMode.LOCAL:
-            raise self._unavailable()
-        return self._local.snapshot(scope, [self._scale(limit) for limit in limits])
+        if not self._should_try():
+            return self._local_snapshot(scope, limits, None)
+        try:
+            return self._sync().snapshot(scope, limits)
+        except StoreUnavailableError as error:
+            self._went_down(error)
+            return self._local_snapshot(scope, limits, error)
 
     def listen(self, on_release: Callable[[tuple[str, ...]], None]) -> None:
         """Pass release notifications of the shared store on, if it sends any."""
@@ -342,9 +359,8 @@ class FailoverStore:
 
     async def areserve(self, rid: str, claims: Sequence[Claim], ttl_ns: int) -> ReserveResult:
         """Admit on the shared store, or per the policy while it is unreachable."""
-        if rid in self._local_rids or rid in self._open_rids:
-            now = self._clock.now_ns()
-            return ReserveResult(True, now, now, None)  # noqa: FBT003
+        if (again := self._admitted_elsewhere(rid)) is not None:
+            return again
         if self._should_try():
             try:
                 result = await self._async().areserve(rid, claims, ttl_ns)
@@ -357,12 +373,8 @@ class FailoverStore:
 
     async def asettle(self, rid: str, actual: Usage | None) -> bool:
         """Settle where ``rid`` was admitted; keep it for replay if the store is down."""
-        if rid in self._local_rids:
-            self._local_rids.discard(rid)
-            return self._local.settle(rid, actual)
-        if rid in self._open_rids:
-            self._open_rids.discard(rid)
-            return True
+        if (settled := self._settled_elsewhere(rid, actual)) is not None:
+            return settled
         if not self._should_try():
             self._defer(rid, actual)
             return True
@@ -393,16 +405,13 @@ class FailoverStore:
         self, scope: str, limits: Sequence[Limit]
     ) -> tuple[int, list[LimitSnapshot]]:
         """The shared store's view; the local one while it is unreachable (``local`` mode)."""
-        if self._should_try():
-            try:
-                return await self._async().asnapshot(scope, limits)
-            except StoreUnavailableError as error:
-                self._went_down(error)
-                if self.policy.mode is not FaultMode.LOCAL:
-                    raise
-        elif self.policy.mode is not FaultMode.LOCAL:
-            raise self._unavailable()
-        return self._local.snapshot(scope, [self._scale(limit) for limit in limits])
+        if not self._should_try():
+            return self._local_snapshot(scope, limits, None)
+        try:
+            return await self._async().asnapshot(scope, limits)
+        except StoreUnavailableError as error:
+            self._went_down(error)
+            return self._local_snapshot(scope, limits, error)
 
     async def aclose(self) -> None:
         """Close the shared store."""

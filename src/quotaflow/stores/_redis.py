@@ -187,14 +187,11 @@ class RedisStore:
         self._specs[scope, limit] = spec
         return spec
 
-    def _bounds(self, quotas: dict[str, QuotaPeriod | Quota], now_ns: int) -> list[Any]:
+    def _bounds(self, quotas: dict[str, Quota], now_ns: int) -> list[Any]:
         """ARGV for the period bounds: count, then spec, start and end (µs) for each."""
         out: list[Any] = [len(quotas)]
-        for calendar, source in quotas.items():
-            if isinstance(source, Quota):
-                start, end = calendar_bounds(source.period, source.zone, now_ns)
-            else:  # pragma: no cover - not constructed
-                raise TypeError(source)
+        for calendar, quota in quotas.items():
+            start, end = calendar_bounds(quota.period, quota.zone, now_ns)
             out += [calendar, start // _NS_PER_US, end // _NS_PER_US]
         return out
 
@@ -215,7 +212,7 @@ class RedisStore:
         """KEYS, the ARGV head (operation, time) and the ARGV tail (after the bounds)."""
         keys = [f"{self._prefix}r|{rid}"]
         tail: list[Any] = [rid, -(-ttl_ns // _NS_PER_US), len(claims)]
-        quotas: dict[str, QuotaPeriod | Quota] = {}
+        quotas: dict[str, Quota] = {}
         for scope, limit, amount, index in claims:
             key, rest, _, kind, calendar, quota = self._spec(scope, limit)
             keys.append(key)
@@ -244,7 +241,7 @@ class RedisStore:
     ) -> tuple[list[str], list[Any], list[Any]]:
         keys: list[str] = []
         tail: list[Any] = [len(limits)]
-        quotas: dict[str, QuotaPeriod | Quota] = {}
+        quotas: dict[str, Quota] = {}
         for limit in limits:
             key, _, fields, _, calendar, quota = self._spec(scope, limit)
             keys.append(key)
