@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from quotaflow.stores._failover import FailoverStore, FaultMode, FaultPolicy
 from quotaflow.stores._memory import MemoryStore
+from quotaflow.stores._notes import AsyncNotes, Notes
 from quotaflow.stores._protocol import AsyncStore, Store
 from quotaflow.stores._sqlite import SqliteStore
 from quotaflow.stores._url import SCHEMES, open_store
@@ -21,11 +22,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMES",
+    "AsyncNotes",
     "AsyncStore",
     "FailoverStore",
     "FaultMode",
     "FaultPolicy",
     "MemoryStore",
+    "Notes",
     "RedisOptions",
     "RedisStore",
     "SqliteStore",

@@ -46,6 +46,7 @@ from quotaflow.core import (
     Usage,
 )
 from quotaflow.stores._memory import MemoryStore
+from quotaflow.stores._notes import AsyncNotes, Notes
 from quotaflow.stores._protocol import AsyncStore, Store
 
 __all__ = ["FailoverStore", "FaultMode", "FaultPolicy"]
@@ -320,6 +321,48 @@ class FailoverStore:
         except StoreUnavailableError as error:
             self._went_down(error)
             return self._local_snapshot(scope, limits, error)
+
+    # Notes: the shared store's while it answers, this process's own meanwhile --------------
+
+    def get_note(self, key: str) -> str | None:
+        """The shared note under ``key``; the local one while the store is unreachable."""
+        inner = self.inner
+        if isinstance(inner, Notes) and self._should_try():
+            try:
+                return inner.get_note(key)
+            except StoreUnavailableError as error:
+                self._went_down(error)
+        return self._local.get_note(key)
+
+    def put_note(self, key: str, value: str, ttl: float) -> None:
+        """Keep the note locally and, while it answers, in the shared store."""
+        self._local.put_note(key, value, ttl)
+        inner = self.inner
+        if isinstance(inner, Notes) and self._should_try():
+            try:
+                inner.put_note(key, value, ttl)
+            except StoreUnavailableError as error:
+                self._went_down(error)
+
+    async def aget_note(self, key: str) -> str | None:
+        """The shared note under ``key``; the local one while the store is unreachable."""
+        inner = self.inner
+        if isinstance(inner, AsyncNotes) and self._should_try():
+            try:
+                return await inner.aget_note(key)
+            except StoreUnavailableError as error:
+                self._went_down(error)
+        return self._local.get_note(key)
+
+    async def aput_note(self, key: str, value: str, ttl: float) -> None:
+        """Keep the note locally and, while it answers, in the shared store."""
+        self._local.put_note(key, value, ttl)
+        inner = self.inner
+        if isinstance(inner, AsyncNotes) and self._should_try():
+            try:
+                await inner.aput_note(key, value, ttl)
+            except StoreUnavailableError as error:
+                self._went_down(error)
 
     def listen(self, on_release: Callable[[tuple[str, ...]], None]) -> None:
         """Pass release notifications of the shared store on, if it sends any."""

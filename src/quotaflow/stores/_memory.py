@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from quotaflow._clock import Clock, SystemClock
 from quotaflow.core import NS_PER_SECOND, Claim, Engine, Limit, LimitSnapshot, ReserveResult, Usage
+from quotaflow.stores._notes import NoteBook, check_note
 
 __all__ = ["MemoryStore"]
 
@@ -26,7 +27,7 @@ class MemoryStore:
         sweep_interval: seconds between sweeps of expired reservations and idle scopes.
     """
 
-    __slots__ = ("_clock", "_engine", "_lock", "_now")
+    __slots__ = ("_clock", "_engine", "_lock", "_notes", "_now")
 
     #: Operations never block (no I/O, a lock held for microseconds), so an async limiter may
     #: call the sync methods directly and save a coroutine per call.
@@ -37,6 +38,7 @@ class MemoryStore:
         self._engine = Engine(sweep_interval_ns=round(sweep_interval * NS_PER_SECOND))
         self._lock = threading.Lock()
         self._now = self._clock.now_ns
+        self._notes = NoteBook()
 
     # Store ---------------------------------------------------------------------------------
 
@@ -87,6 +89,27 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+    # Notes ---------------------------------------------------------------------------------
+
+    def get_note(self, key: str) -> str | None:
+        """Return the note under ``key``, or ``None`` if there is none or it expired."""
+        with self._lock:
+            return self._notes.get(key, self._now())
+
+    def put_note(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds (replacing any earlier note)."""
+        ttl_ns = check_note(key, value, ttl)
+        with self._lock:
+            self._notes.put(key, value, self._now() + ttl_ns)
+
+    async def aget_note(self, key: str) -> str | None:
+        """Return the note under ``key`` (see :meth:`get_note`)."""
+        return self.get_note(key)
+
+    async def aput_note(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds."""
+        self.put_note(key, value, ttl)
 
     # Introspection -------------------------------------------------------------------------
 

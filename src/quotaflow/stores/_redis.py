@@ -48,6 +48,7 @@ from quotaflow._errors import ConfigurationError, StoreError, StoreUnavailableEr
 from quotaflow.core import BoundLimit, Claim, Limit, LimitSnapshot, ReserveResult, Usage
 from quotaflow.core._limits import Concurrency, Quota, QuotaPeriod, Rate
 from quotaflow.core._quota_state import calendar_bounds
+from quotaflow.stores._notes import check_note
 from quotaflow.stores._redis_clients import (
     AsyncClient,
     RedisOptions,
@@ -308,6 +309,40 @@ class RedisStore:
             args = [head[0], head[1], *bounds, *tail]
         raise StoreError("the quota periods kept moving while the store was asked (clock jump?)")
 
+    # Notes -----------------------------------------------------------------------------------
+
+    def get_note(self, key: str) -> str | None:
+        """Return the note under ``key``, or ``None`` if there is none or it expired."""
+        try:
+            value = self._client().get(f"{self._prefix}n|{key}")
+        except RedisError as error:
+            raise _store_error(error) from error
+        return _text(value)
+
+    def put_note(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds (replacing any earlier note)."""
+        ttl_ms = -(-check_note(key, value, ttl) // 1_000_000)
+        try:
+            self._client().set(f"{self._prefix}n|{key}", value, px=ttl_ms)
+        except RedisError as error:
+            raise _store_error(error) from error
+
+    async def aget_note(self, key: str) -> str | None:
+        """Return the note under ``key`` (see :meth:`get_note`)."""
+        try:
+            value = await self._aclient().get(f"{self._prefix}n|{key}")
+        except RedisError as error:
+            raise _store_error(error) from error
+        return _text(value)
+
+    async def aput_note(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds."""
+        ttl_ms = -(-check_note(key, value, ttl) // 1_000_000)
+        try:
+            await self._aclient().set(f"{self._prefix}n|{key}", value, px=ttl_ms)
+        except RedisError as error:
+            raise _store_error(error) from error
+
     # Store -----------------------------------------------------------------------------------
 
     def reserve(self, rid: str, claims: Sequence[Claim], ttl_ns: int) -> ReserveResult:
@@ -364,7 +399,7 @@ class RedisStore:
             if self._pubsub is not None:
                 return
             try:
-                pubsub = self._client().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub = self._client().pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call, unused-ignore]
                 pubsub.subscribe(**{f"{self._prefix}released": self._on_message})
                 self._listener = pubsub.run_in_thread(
                     sleep_time=1.0, daemon=True, exception_handler=_listener_failed
@@ -461,6 +496,12 @@ def _listener_failed(error: BaseException, pubsub: Any, thread: Any) -> None:  #
     """The release listener lost Redis: pause briefly; redis-py reconnects and resubscribes."""
     _log.debug("quotaflow: release listener: %s", error)
     time.sleep(0.5)
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _store_error(error: RedisError) -> StoreError:

@@ -188,7 +188,7 @@ def make_sync_client(url: str, options: RedisOptions) -> SyncClient:
     retry = _SyncRetry(_backoff(options), options.retries, _TRANSIENT)
     if parts.scheme in {"redis+cluster", "rediss+cluster"}:
         nodes = [
-            redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call]
+            redis.cluster.ClusterNode(h, p)  # type: ignore[no-untyped-call, unused-ignore]
             for h, p in _nodes(parts.netloc, 6379)
         ]
         return redis.cluster.RedisCluster(
@@ -198,11 +198,11 @@ def make_sync_client(url: str, options: RedisOptions) -> SyncClient:
         )  # fmt: skip
     if parts.scheme == "redis+sentinel":
         service, db = _sentinel_target(parts.path)
-        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             _nodes(parts.netloc, 26379), sentinel_kwargs=options._common(),  # noqa: SLF001
             **options._common(),  # noqa: SLF001
         )  # fmt: skip
-        master: SyncClient = sentinel.master_for(  # type: ignore[no-untyped-call]
+        master: SyncClient = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
             service, db=db, retry=retry, **_credentials(parts.netloc),
         )  # fmt: skip
         return master
@@ -226,7 +226,7 @@ def make_async_client(url: str, options: RedisOptions) -> AsyncClient:
         )  # fmt: skip
     if parts.scheme == "redis+sentinel":
         service, db = _sentinel_target(parts.path)
-        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             _nodes(parts.netloc, 26379), sentinel_kwargs=options._common(),  # noqa: SLF001
             **options._common(),  # noqa: SLF001
         )  # fmt: skip

@@ -78,6 +78,7 @@ from quotaflow.core import (
     State,
     Usage,
 )
+from quotaflow.stores._notes import check_note
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -116,6 +117,14 @@ _SCHEMA: Final = (
     "INSERT INTO meta (name, value) VALUES ('generation', 0), ('next_sweep', 0)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
+
+#: Notes (see quotaflow.stores._notes): not part of any admission, so outside the versioned
+#: schema; created on open by every version that uses them.
+_NOTES_TABLE: Final = """CREATE TABLE IF NOT EXISTS notes (
+    key TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID"""
 
 #: Rows of each kind a sweep handles at most.
 SWEEP_BATCH: Final = 1000
@@ -567,6 +576,7 @@ class SqliteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             self._create_schema(conn)
+            conn.execute(_NOTES_TABLE)  # added after version 1: older files get it here
             conn.execute("COMMIT")
         except BaseException:
             self._rollback(conn)
@@ -891,6 +901,42 @@ class SqliteStore:
     async def aclose(self) -> None:
         """Close the connection."""
         await asyncio.to_thread(self.close)
+
+    # Notes ---------------------------------------------------------------------------------
+
+    def get_note(self, key: str) -> str | None:
+        """Return the note under ``key``, or ``None`` if there is none or it expired."""
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT value FROM notes WHERE key = ? AND expires_at > ?",
+                (key, self._clock.now_ns()),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._read(read)
+
+    def put_note(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds (replacing any earlier note)."""
+        ttl_ns = check_note(key, value, ttl)
+
+        def write(now: int) -> None:
+            conn = self._connection()
+            conn.execute("DELETE FROM notes WHERE expires_at <= ?", (now,))
+            conn.execute(
+                "INSERT OR REPLACE INTO notes (key, value, expires_at) VALUES (?, ?, ?)",
+                (key, value, min(now + ttl_ns, _MAX_INT64)),
+            )
+
+        self._transaction(write)
+
+    async def aget_note(self, key: str) -> str | None:
+        """Return the note under ``key`` (see :meth:`get_note`)."""
+        return await asyncio.to_thread(self.get_note, key)
+
+    async def aput_note(self, key: str, value: str, ttl: float) -> None:
+        """Keep ``value`` under ``key`` for ``ttl`` seconds."""
+        await asyncio.to_thread(self.put_note, key, value, ttl)
 
     # Introspection -------------------------------------------------------------------------
 
