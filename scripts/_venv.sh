@@ -10,6 +10,6 @@ fi
 stamp=.venv/.quotaflow-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade "pip>=25.1"  # dependency groups need 25.1
-  .venv/bin/python -m pip install --quiet -e ".[providers,redis]" --group dev
+  .venv/bin/python -m pip install --quiet -e ".[providers,redis,emulator]" --group dev
   touch "$stamp"
 fi

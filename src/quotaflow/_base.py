@@ -14,7 +14,8 @@ from quotaflow._events import EventKind, Hook, LimiterEvent, emit
 from quotaflow._status import Decision, LimitStatus, ScopeStatus
 from quotaflow._table import LimitTable, Scopes
 from quotaflow._waiting import WaitingRoom
-from quotaflow.core import NS_PER_SECOND, Claim, Limit, LimitSnapshot, ReserveResult, Usage
+from quotaflow.core import NS_PER_SECOND, Claim, Limit, LimitSnapshot, Rate, ReserveResult, Usage
+from quotaflow.core._usage import usage_index
 from quotaflow.core._usage import make_usage as new_usage
 from quotaflow.stores import FailoverStore, FaultMode, FaultPolicy, MemoryStore, open_store
 
@@ -130,6 +131,17 @@ class LimiterBase:
     def limits_of(self, scope: str) -> tuple[Limit, ...]:
         """Return the limits that apply to ``scope``."""
         return self._table.limits_of(scope)
+
+    def _debit_claims(self, scope: str, usage: Usage) -> list[Claim]:
+        """Zero claims on the rolling rates of ``scope`` that ``usage`` charges."""
+        if not isinstance(usage, Usage):
+            raise ConfigurationError(f"usage must be a Usage, got {usage!r}")
+        claims: list[Claim] = []
+        for limit in self._table.limits_of(scope):
+            index = usage_index(limit.metric)
+            if isinstance(limit, Rate) and usage[index] > 0:
+                claims.append((scope, limit, 0, index))
+        return claims
 
     def _plan(self, scopes: Scopes, usage: Usage) -> tuple[tuple[str, ...], list[Claim]]:
         route = self._table.resolve(scopes)

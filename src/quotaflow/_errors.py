@@ -10,6 +10,7 @@ already guards against ``ValueError`` keeps working::
     ├── CapacityExceededError           "exceeds_capacity" a request can never fit one limit
     ├── AcquireTimeoutError             "timeout"         no slot before the caller's deadline
     ├── ReservationError                "reservation"     a reservation was used the wrong way
+    ├── QuotaExhaustedError             "quota_exhausted" the provider's quota or credit ran out
     └── StoreError                      "store"           the state store failed (wraps the cause)
         └── StoreUnavailableError       "store_unavailable" it cannot be reached (transient)
 
@@ -28,6 +29,7 @@ __all__ = [
     "CapacityExceededError",
     "ConfigurationError",
     "InvalidUsageError",
+    "QuotaExhaustedError",
     "QuotaflowError",
     "ReservationError",
     "StoreError",
@@ -107,6 +109,31 @@ class ReservationError(QuotaflowError):
     """A reservation was used the wrong way (for instance settled with a different limiter)."""
 
     reason = "reservation"
+
+
+class QuotaExhaustedError(QuotaflowError):
+    """The provider's quota, credit or spend limit for a scope is used up: calls are paused.
+
+    Retrying does not help before ``resets_at``: every worker sharing the store refuses new
+    calls of the scope until then (calls already in flight finish).
+
+    Attributes:
+        scope: the paused scope.
+        resets_at: when calls resume, seconds since the epoch (the provider's reset when it
+            gave one, else a conservative default).
+        detail: the provider's error type or code and message, shortened.
+    """
+
+    reason = "quota_exhausted"
+
+    def __init__(self, scope: str, resets_at: float, detail: str) -> None:
+        self.scope = scope
+        self.resets_at = resets_at
+        self.detail = detail
+        super().__init__(
+            f"the provider's quota for {scope!r} is exhausted ({detail}); calls are paused "
+            f"until {resets_at:.3f} (seconds since the epoch)"
+        )
 
 
 class StoreError(QuotaflowError):

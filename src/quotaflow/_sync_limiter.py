@@ -203,6 +203,26 @@ class SyncLimiter(LimiterBase):
             return Decision(self._admitted(rid, names, request, result.now, 0.0, 0), 0.0, None)
         return self._refused(rid, names, request, result)
 
+    def debit(self, scope: str, usage: Usage) -> bool:
+        """Charge ``usage`` to the rolling rates of ``scope`` at once, without an admission.
+
+        For usage that happened outside this limiter: another application on the same API
+        key, or a provider reporting less left than the limiter believes. The amounts are
+        charged as debt where they exceed what is left, so later admissions wait for them;
+        nothing waits here. A rate already further in debt than a full bucket is not charged
+        more (it refuses everything for longer than this usage would add), and then ``False``
+        is returned. Quotas and concurrency limits are not charged.
+        """
+        claims = self._debit_claims(scope, usage)
+        if not claims:
+            return False
+        rid = self._new_id()
+        if not self._store.reserve(rid, claims, self._ttl_ns).granted:
+            return False
+        self._store.settle(rid, usage)
+        self._room.wake_all()  # the waiters' slots moved: let them ask again
+        return True
+
     def status(self, scope: str) -> ScopeStatus:
         """Return used / capacity / remaining / reset of every limit of ``scope``."""
         now, snapshots = self._store.snapshot(scope, self._table.limits_of(scope))

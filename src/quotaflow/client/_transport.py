@@ -1,0 +1,548 @@
+"""httpx transports that govern every call an httpx-based client makes.
+
+Wrap any inner transport and give the result to any client built on httpx or httpx2 (the
+official ``openai`` and ``anthropic`` SDKs, via ``http_client=``). For each completion
+request the transport estimates the usage, reserves it across the call's scopes (waiting FIFO
+when a limit is reached), sends it, learns from the response headers, settles from the usage
+the response reports (for streams: when the stream ends, however it ends) and retries by
+error class with the shared backoff. Other requests pass through untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import time
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any, Final
+
+import httpx
+
+from quotaflow._clock import Clock, SystemClock
+from quotaflow._errors import ConfigurationError, QuotaExhaustedError
+from quotaflow._limiter import Limiter, Reservation
+from quotaflow._sync_limiter import SyncLimiter, SyncReservation
+from quotaflow.client._config import ClientConfig
+from quotaflow.client._governor import CallPlan, Governor
+from quotaflow.client._routing import route_request
+from quotaflow.client._stats import ClientStats, StatsSnapshot
+from quotaflow.client._streams import wrap_async, wrap_sync
+from quotaflow.providers import (
+    ErrorClass,
+    ErrorKind,
+    Provider,
+    RateLimitSnapshot,
+    StreamUsage,
+    StreamUsageAccumulator,
+    backoff,
+    classify_error,
+    classify_exception,
+    parse_rate_limit_headers,
+)
+from quotaflow.stores import AsyncNotes, Notes
+
+__all__ = ["SCOPE_HEADER", "AsyncQuotaflowTransport", "QuotaflowTransport"]
+
+#: A request header naming extra scopes for one call (``user:42,team:7``); removed before
+#: the request is sent.
+SCOPE_HEADER: Final = "x-quotaflow-scope"
+
+_EVENT_STREAM: Final = "text/event-stream"
+_UNREAD: Final = RateLimitSnapshot(Provider.GENERIC)  # headers not read for this response
+
+
+def _library(request: object) -> ModuleType:
+    name = type(request).__module__.split(".", 1)[0]
+    return importlib.import_module(name) if name == "httpx2" else httpx
+
+
+def _pop_scopes(headers: Any) -> tuple[str, ...]:  # noqa: ANN401 (httpx or httpx2 Headers)
+    raw = headers.get(SCOPE_HEADER)
+    if raw is None:
+        return ()
+    del headers[SCOPE_HEADER]
+    return tuple(s.strip() for s in raw.split(",") if s.strip())
+
+
+def _received(clock: Clock) -> datetime:
+    return datetime.fromtimestamp(clock.now_ns() / 1e9, UTC)
+
+
+class _Base:
+    """What both transports share: configuration, the governor, the inner transports."""
+
+    _governor: Governor
+
+    def __init__(self, transport: object, config: ClientConfig | None, clock: Clock | None) -> None:
+        self.config = config if config is not None else ClientConfig.from_env()
+        if not isinstance(self.config, ClientConfig):
+            raise ConfigurationError(f"config must be a ClientConfig, got {config!r}")
+        self._clock = clock or SystemClock()
+        self._inner = transport
+        self._defaults: dict[ModuleType, Any] = {}
+
+    @property
+    def stats(self) -> StatsSnapshot:
+        """What this transport did so far (calls, retries, provider 429s, waits, tokens)."""
+        return self._governor.stats.snapshot()
+
+    @property
+    def governor(self) -> Governor:
+        """The decisions and statistics behind this transport."""
+        return self._governor
+
+    def _snapshot(self, plan: CallPlan, response: Any) -> RateLimitSnapshot:  # noqa: ANN401
+        if not self._governor.headers_due(plan.scope, response.status_code):
+            return _UNREAD
+        return parse_rate_limit_headers(
+            plan.route.provider, response.headers, now=_received(self._clock)
+        )
+
+    def _classify(self, plan: CallPlan, status: int, headers: Any, body: bytes) -> ErrorClass:  # noqa: ANN401
+        error = classify_error(
+            plan.route.provider, status, headers, body,
+            now=_received(self._clock), needed=plan.usage,
+            max_delay=max(self.config.retry.max_hint, self.config.default_pause),
+        )  # fmt: skip
+        self._governor.stats.error(str(error.kind))
+        if error.kind is ErrorKind.RATE_LIMITED and status == 429:  # noqa: PLR2004
+            self._governor.stats.add(provider_429=1)
+        return error
+
+    def _gives_up(self, error: ErrorClass, attempt: int) -> bool:
+        retry = self.config.retry
+        if not error.retryable or attempt >= retry.max_retries:
+            return True
+        return error.retry_after is not None and error.retry_after > retry.max_hint
+
+    def _delay(self, error: ErrorClass | None, attempt: int) -> float:
+        retry = self.config.retry
+        hint = error.retry_after if error is not None else None
+        return backoff(attempt, hint=hint, base=retry.base, cap=retry.cap, jitter=retry.jitter)
+
+
+class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
+    """An async httpx transport that governs completion calls; see the module docstring.
+
+    Args:
+        transport: the inner transport (default: httpx's or httpx2's, matching the client).
+        config: the options (default: :meth:`ClientConfig.from_env`).
+        limiter: an existing limiter to share (default: one built from ``config``).
+        clock: the time source (tests inject a fake one).
+        stats: statistics to count into (to share them between transports).
+
+    Example:
+        >>> transport = AsyncQuotaflowTransport(config=ClientConfig(store="redis://..."))
+        >>> client = openai.AsyncOpenAI(
+        ...     max_retries=0, http_client=httpx2.AsyncClient(transport=transport)
+        ... )
+    """
+
+    def __init__(
+        self,
+        transport: Any = None,  # noqa: ANN401 (an httpx or httpx2 async transport)
+        *,
+        config: ClientConfig | None = None,
+        limiter: Limiter | None = None,
+        clock: Clock | None = None,
+        stats: ClientStats | None = None,
+    ) -> None:
+        super().__init__(transport, config, clock)
+        config = self.config
+        self._owns_limiter = limiter is None
+        self.limiter = limiter or Limiter(
+            dict(config.limits), store=config.store, clock=self._clock,
+            reservation_ttl=config.reservation_ttl, fault_policy=config.fault_policy,
+        )  # fmt: skip
+        self._governor = Governor(config, self.limiter, self._clock, stats)
+        store = self.limiter.store
+        self._notes = store if isinstance(store, AsyncNotes) else None
+
+    def _inner_for(self, request: Any) -> Any:  # noqa: ANN401
+        if self._inner is not None:
+            return self._inner
+        library = _library(request)
+        inner = self._defaults.get(library)
+        if inner is None:
+            inner = self._defaults[library] = library.AsyncHTTPTransport()
+        return inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Govern ``request`` if it is a completion call; pass anything else through."""
+        content = await request.aread()
+        route = route_request(
+            request.method, request.url.host, request.url.path, content, self.config.provider
+        )
+        inner = self._inner_for(request)
+        if route is None:
+            response: httpx.Response = await inner.handle_async_request(request)
+            return response
+        governor = self._governor
+        plan = governor.plan(route, _pop_scopes(request.headers))
+        await self._prepare(plan)
+        governor.stats.add(calls=1)
+        try:
+            return await self._call(request, plan, inner)
+        except BaseException:
+            governor.stats.add(failed=1)
+            raise
+
+    async def _prepare(self, plan: CallPlan) -> None:
+        governor = self._governor
+        scope = plan.scope
+        notes = self._notes
+        if governor.needs_loading(scope):
+            limits = pause = None
+            if notes is not None:
+                limits = await notes.aget_note(f"limits|{scope}")
+                pause = await notes.aget_note(f"pause|{scope}")
+            governor.load(scope, plan.route.provider, limits, pause)
+        elif notes is not None and governor.pause_check_due(scope):
+            governor.load_pause(scope, await notes.aget_note(f"pause|{scope}"))
+        governor.ensure(plan)
+        governor.check_paused(scope)
+
+    async def _call(self, request: httpx.Request, plan: CallPlan, inner: Any) -> httpx.Response:  # noqa: ANN401
+        governor = self._governor
+        stats = governor.stats
+        attempt = 0
+        while True:
+            reservation = await self.limiter.acquire(
+                plan.scopes, plan.usage, timeout=self.config.acquire_timeout
+            )
+            stats.waited(reservation.wait_time)
+            stats.add(attempts=1, retries=1 if attempt else 0)
+            try:
+                response: httpx.Response = await inner.handle_async_request(request)
+            except Exception as exc:
+                await _settle(reservation, plan.usage)  # the provider may have counted it
+                error = classify_exception(plan.route.provider, exc)
+                if error is None or self._gives_up(error, attempt):
+                    raise
+                stats.error(str(error.kind))
+                await asyncio.sleep(self._delay(error, attempt))
+                attempt += 1
+                continue
+            except BaseException:
+                await _settle(reservation, plan.usage)
+                raise
+            snapshot = self._snapshot(plan, response)
+            await self._learn(plan, snapshot)
+            if response.status_code < 400:  # noqa: PLR2004
+                if _EVENT_STREAM in response.headers.get("content-type", ""):
+                    return await self._stream(response, plan, reservation, snapshot)
+                try:
+                    body = await response.aread()
+                except BaseException:
+                    await _settle(reservation, plan.usage)
+                    raise
+                await _settle(reservation, governor.settled(plan, body))
+                stats.add(succeeded=1)
+                await self._correct(plan, snapshot)
+                return response
+            try:
+                body = await response.aread()
+            finally:
+                await _settle(reservation, governor.failed_attempt())
+            error = self._classify(plan, response.status_code, response.headers, body)
+            delay = await self._after_error(plan, error, snapshot)
+            if self._gives_up(error, attempt):
+                stats.add(failed=1)
+                return response
+            await response.aclose()
+            if delay:
+                await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _after_error(
+        self, plan: CallPlan, error: ErrorClass, snapshot: RateLimitSnapshot
+    ) -> float:
+        """Pause or correct the scope after an error; the backoff before retrying, if any."""
+        governor = self._governor
+        if error.kind is ErrorKind.QUOTA_EXHAUSTED:
+            exhausted, note = governor.quota_pause(plan, error)
+            if self._notes is not None:
+                with contextlib.suppress(Exception):  # the pause holds here regardless
+                    await self._notes.aput_note(
+                        f"pause|{plan.scope}", note, governor.pause_ttl(plan.scope)
+                    )
+            raise exhausted
+        if error.kind is ErrorKind.RATE_LIMITED:
+            status = await self.limiter.status(plan.scope)
+            debit, pause = governor.pause_debit(plan, error, status)
+            await self._correct(plan, snapshot)
+            if debit is not None:
+                await self.limiter.debit(plan.scope, debit)
+                return 0.0  # the next admission waits for the pause, in order
+            return pause
+        return self._delay(error, 0) if error.retryable else 0.0
+
+    async def _learn(self, plan: CallPlan, snapshot: RateLimitSnapshot) -> None:
+        note = self._governor.learn(plan, snapshot)
+        if note is not None and self._notes is not None:
+            with contextlib.suppress(Exception):  # learned here regardless
+                await self._notes.aput_note(f"limits|{plan.scope}", note, 86_400.0)
+
+    async def _correct(self, plan: CallPlan, snapshot: RateLimitSnapshot) -> None:
+        governor = self._governor
+        if not len(snapshot) or not governor.config.correct_remaining:
+            return
+        status = await self.limiter.status(plan.scope)
+        debit = governor.correction(plan, snapshot, status)
+        if debit is not None:
+            await self.limiter.debit(plan.scope, debit)
+
+    async def _stream(
+        self,
+        response: httpx.Response,
+        plan: CallPlan,
+        reservation: Reservation,
+        snapshot: RateLimitSnapshot,
+    ) -> httpx.Response:
+        governor = self._governor
+
+        async def finish(state: StreamUsage) -> None:
+            await _settle(reservation, governor.settled_stream(plan, state))
+            if state.error is not None:
+                governor.stats.error(str(state.error.kind))
+                with contextlib.suppress(QuotaExhaustedError):
+                    await self._after_error(plan, state.error, snapshot)
+                governor.stats.add(failed=1)
+            else:
+                governor.stats.add(succeeded=1)
+            await self._correct(plan, snapshot)
+
+        accumulator = StreamUsageAccumulator(plan.route.provider, now=_received(self._clock))
+        if response.is_closed:  # the body is in memory already (a mock transport, a cache)
+            accumulator.feed(response.content)
+            await finish(accumulator.close())
+            return response
+        response.stream = wrap_async(response.stream, accumulator, finish)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the inner transports and, if this transport made it, the limiter."""
+        for inner in [self._inner, *self._defaults.values()]:
+            if inner is not None:
+                await inner.aclose()
+        self._defaults.clear()
+        if self._owns_limiter:
+            await self.limiter.aclose()
+
+
+class QuotaflowTransport(_Base, httpx.BaseTransport):
+    """A sync httpx transport that governs completion calls; see the module docstring.
+
+    Args:
+        transport: the inner transport (default: httpx's or httpx2's, matching the client).
+        config: the options (default: :meth:`ClientConfig.from_env`).
+        limiter: an existing limiter to share (default: one built from ``config``).
+        clock: the time source (tests inject a fake one).
+        stats: statistics to count into (to share them between transports).
+
+    Example:
+        >>> transport = QuotaflowTransport(config=ClientConfig(store="sqlite:///limits.db"))
+        >>> client = anthropic.Anthropic(
+        ...     max_retries=0, http_client=httpx2.Client(transport=transport)
+        ... )
+    """
+
+    def __init__(
+        self,
+        transport: Any = None,  # noqa: ANN401 (an httpx or httpx2 transport)
+        *,
+        config: ClientConfig | None = None,
+        limiter: SyncLimiter | None = None,
+        clock: Clock | None = None,
+        stats: ClientStats | None = None,
+    ) -> None:
+        super().__init__(transport, config, clock)
+        config = self.config
+        self._owns_limiter = limiter is None
+        self.limiter = limiter or SyncLimiter(
+            dict(config.limits), store=config.store, clock=self._clock,
+            reservation_ttl=config.reservation_ttl, fault_policy=config.fault_policy,
+        )  # fmt: skip
+        self._governor = Governor(config, self.limiter, self._clock, stats)
+        store = self.limiter.store
+        self._notes = store if isinstance(store, Notes) else None
+
+    def _inner_for(self, request: Any) -> Any:  # noqa: ANN401
+        if self._inner is not None:
+            return self._inner
+        library = _library(request)
+        inner = self._defaults.get(library)
+        if inner is None:
+            inner = self._defaults[library] = library.HTTPTransport()
+        return inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Govern ``request`` if it is a completion call; pass anything else through."""
+        content = request.read()
+        route = route_request(
+            request.method, request.url.host, request.url.path, content, self.config.provider
+        )
+        inner = self._inner_for(request)
+        if route is None:
+            response: httpx.Response = inner.handle_request(request)
+            return response
+        governor = self._governor
+        plan = governor.plan(route, _pop_scopes(request.headers))
+        self._prepare(plan)
+        governor.stats.add(calls=1)
+        try:
+            return self._call(request, plan, inner)
+        except BaseException:
+            governor.stats.add(failed=1)
+            raise
+
+    def _prepare(self, plan: CallPlan) -> None:
+        governor = self._governor
+        scope = plan.scope
+        notes = self._notes
+        if governor.needs_loading(scope):
+            limits = pause = None
+            if notes is not None:
+                limits = notes.get_note(f"limits|{scope}")
+                pause = notes.get_note(f"pause|{scope}")
+            governor.load(scope, plan.route.provider, limits, pause)
+        elif notes is not None and governor.pause_check_due(scope):
+            governor.load_pause(scope, notes.get_note(f"pause|{scope}"))
+        governor.ensure(plan)
+        governor.check_paused(scope)
+
+    def _call(self, request: httpx.Request, plan: CallPlan, inner: Any) -> httpx.Response:  # noqa: ANN401
+        governor = self._governor
+        stats = governor.stats
+        attempt = 0
+        while True:
+            reservation = self.limiter.acquire(
+                plan.scopes, plan.usage, timeout=self.config.acquire_timeout
+            )
+            stats.waited(reservation.wait_time)
+            stats.add(attempts=1, retries=1 if attempt else 0)
+            try:
+                response: httpx.Response = inner.handle_request(request)
+            except Exception as exc:
+                reservation.settle(plan.usage)  # the provider may have counted it
+                error = classify_exception(plan.route.provider, exc)
+                if error is None or self._gives_up(error, attempt):
+                    raise
+                stats.error(str(error.kind))
+                time.sleep(self._delay(error, attempt))
+                attempt += 1
+                continue
+            except BaseException:
+                reservation.settle(plan.usage)
+                raise
+            snapshot = self._snapshot(plan, response)
+            self._learn(plan, snapshot)
+            if response.status_code < 400:  # noqa: PLR2004
+                if _EVENT_STREAM in response.headers.get("content-type", ""):
+                    return self._stream(response, plan, reservation, snapshot)
+                try:
+                    body = response.read()
+                except BaseException:
+                    reservation.settle(plan.usage)
+                    raise
+                reservation.settle(governor.settled(plan, body))
+                stats.add(succeeded=1)
+                self._correct(plan, snapshot)
+                return response
+            try:
+                body = response.read()
+            finally:
+                reservation.settle(governor.failed_attempt())
+            error = self._classify(plan, response.status_code, response.headers, body)
+            delay = self._after_error(plan, error, snapshot)
+            if self._gives_up(error, attempt):
+                stats.add(failed=1)
+                return response
+            response.close()
+            if delay:
+                time.sleep(delay)
+            attempt += 1
+
+    def _after_error(self, plan: CallPlan, error: ErrorClass, snapshot: RateLimitSnapshot) -> float:
+        """Pause or correct the scope after an error; the backoff before retrying, if any."""
+        governor = self._governor
+        if error.kind is ErrorKind.QUOTA_EXHAUSTED:
+            exhausted, note = governor.quota_pause(plan, error)
+            if self._notes is not None:
+                with contextlib.suppress(Exception):  # the pause holds here regardless
+                    self._notes.put_note(
+                        f"pause|{plan.scope}", note, governor.pause_ttl(plan.scope)
+                    )
+            raise exhausted
+        if error.kind is ErrorKind.RATE_LIMITED:
+            status = self.limiter.status(plan.scope)
+            debit, pause = governor.pause_debit(plan, error, status)
+            self._correct(plan, snapshot)
+            if debit is not None:
+                self.limiter.debit(plan.scope, debit)
+                return 0.0  # the next admission waits for the pause, in order
+            return pause
+        return self._delay(error, 0) if error.retryable else 0.0
+
+    def _learn(self, plan: CallPlan, snapshot: RateLimitSnapshot) -> None:
+        note = self._governor.learn(plan, snapshot)
+        if note is not None and self._notes is not None:
+            with contextlib.suppress(Exception):  # learned here regardless
+                self._notes.put_note(f"limits|{plan.scope}", note, 86_400.0)
+
+    def _correct(self, plan: CallPlan, snapshot: RateLimitSnapshot) -> None:
+        governor = self._governor
+        if not len(snapshot) or not governor.config.correct_remaining:
+            return
+        debit = governor.correction(plan, snapshot, self.limiter.status(plan.scope))
+        if debit is not None:
+            self.limiter.debit(plan.scope, debit)
+
+    def _stream(
+        self,
+        response: httpx.Response,
+        plan: CallPlan,
+        reservation: SyncReservation,
+        snapshot: RateLimitSnapshot,
+    ) -> httpx.Response:
+        governor = self._governor
+
+        def finish(state: StreamUsage) -> None:
+            reservation.settle(governor.settled_stream(plan, state))
+            if state.error is not None:
+                governor.stats.error(str(state.error.kind))
+                with contextlib.suppress(QuotaExhaustedError):
+                    self._after_error(plan, state.error, snapshot)
+                governor.stats.add(failed=1)
+            else:
+                governor.stats.add(succeeded=1)
+            self._correct(plan, snapshot)
+
+        accumulator = StreamUsageAccumulator(plan.route.provider, now=_received(self._clock))
+        if response.is_closed:  # the body is in memory already (a mock transport, a cache)
+            accumulator.feed(response.content)
+            finish(accumulator.close())
+            return response
+        response.stream = wrap_sync(response.stream, accumulator, finish)
+        return response
+
+    def close(self) -> None:
+        """Close the inner transports and, if this transport made it, the limiter."""
+        for inner in [self._inner, *self._defaults.values()]:
+            if inner is not None:
+                inner.close()
+        self._defaults.clear()
+        if self._owns_limiter:
+            self.limiter.close()
+
+
+async def _settle(reservation: Reservation, usage: Any) -> None:  # noqa: ANN401
+    """Settle, shielded from the caller's cancellation (the settlement must land)."""
+    task = asyncio.ensure_future(reservation.settle(usage))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task], timeout=5)
+        raise
