@@ -1,155 +1,244 @@
-"""``quotaflow demo``: a burst of simulated LLM calls paced under RPM and TPM, shown live.
+"""``quotaflow demo``: a few hundred concurrent calls through the governed client, live.
 
-Each call reserves its input tokens plus ``max_tokens`` (what a provider's admission counts),
-"runs" for a lognormal latency, then settles with the far smaller output it really produced.
-A simulated provider with the same limits checks every call: the point of the demo is that
-it rejects none, while the limiter keeps the token bucket close to empty.
+It starts the provider emulator on 127.0.0.1 with tight OpenAI limits, then sends the calls
+through :class:`~quotaflow.client.AsyncQuotaflowTransport` on the memory store: with the
+official ``openai`` SDK when it is installed, else with :class:`~quotaflow.client.ChatLimiter`.
+Nothing is configured: the limits are learned from the emulator's headers. Each call asks for
+``max_tokens`` far above what it gets, the way real applications do; the provider counts all
+of it at admission and refunds the rest. The report shows the provider's 429s (zero), how
+much of each limit was used, the waits, estimated against actual tokens, and the cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import random
-import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
-from rich.progress_bar import ProgressBar
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from quotaflow._clock import SystemClock
-from quotaflow._limiter import Limiter
-from quotaflow._status import ScopeStatus
-from quotaflow.core import Rate
-from quotaflow.core._limits import rpm, tpm
-from quotaflow.testing import SimulatedProvider
+from quotaflow.client import AsyncQuotaflowTransport, ChatLimiter, ClientConfig, StatsSnapshot
 
 __all__ = ["DemoSettings", "run_demo"]
+
+_WORDS = (
+    "rate",
+    "limits",
+    "tokens",
+    "buckets",
+    "refill",
+    "queue",
+    "admission",
+    "settle",
+    "reserve",
+    "provider",
+    "model",
+    "request",
+    "latency",
+    "budget",
+    "quota",
+    "retry",
+    "header",
+    "stream",
+    "usage",
+    "cost",
+    "worker",
+    "scope",
+    "fairness",
+)
 
 
 @dataclass(frozen=True, slots=True)
 class DemoSettings:
     """What the demo sends and under which limits."""
 
-    requests: int = 200
+    requests: int = 300
     concurrency: int = 64
-    rpm: int = 1_200
-    tpm: int = 360_000
-    burst: float = 0.05  # a small bucket, so that pacing shows within seconds
-    max_tokens: int = 512
+    rpm: int = 1_000
+    tpm: int = 30_000
+    max_tokens: int = 400
+    output: tuple[int, int] = (20, 200)
+    latency: float = 0.2
     seed: int = 7
+    sdk: bool | None = None  # None: the official SDK when installed, else ChatLimiter
 
 
-@dataclass
-class _Stats:
-    started: float = field(default_factory=time.monotonic)
-    done: int = 0
-    in_flight: int = 0
-    waits: list[float] = field(default_factory=list)
-    reserved_tokens: int = 0
-    actual_tokens: int = 0
+def _prompts(settings: DemoSettings) -> list[str]:
+    rng = random.Random(settings.seed)  # noqa: S311 (seeded demo traffic)
+    return [
+        " ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 60)))
+        for _ in range(settings.requests)
+    ]
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if len(values) < 2:  # noqa: PLR2004
-        return values[0] if values else 0.0
-    return statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]
+def _uses_sdk(settings: DemoSettings) -> bool:
+    if settings.sdk is not None:
+        return settings.sdk
+    return all(importlib.util.find_spec(m) is not None for m in ("openai", "httpx2"))
 
 
-def _render(
-    status: ScopeStatus, provider: SimulatedProvider, stats: _Stats, settings: DemoSettings
-) -> Group:
-    table = Table(title="quotaflow demo: one scope, memory store", expand=False)
-    for column in ("limit", "bucket in use", "used", "capacity", "per second"):
-        table.add_column(column, justify="right" if column != "bucket in use" else "left")
-    for row in status.limits:
-        limit = row.limit
-        if not isinstance(limit, Rate):  # the demo configures rates only
-            continue
-        bar = ProgressBar(total=row.capacity, completed=min(row.used, row.capacity), width=30)
-        table.add_row(
-            str(limit), bar, f"{row.used:,}", f"{row.capacity:,}",
-            f"{limit.refill / limit.period:,.0f}",
-        )  # fmt: skip
-    elapsed = time.monotonic() - stats.started
-    summary = Text.assemble(
-        (f"{stats.done}/{settings.requests} calls done", "bold"),
-        f"   in flight {stats.in_flight}   waiting {status.queue_depth}   ",
+class _Caller:
+    """Sends one demo call: through the official SDK and the transport, or ChatLimiter."""
+
+    def __init__(self, url: str, settings: DemoSettings, sdk: bool) -> None:
+        self._settings = settings
+        self._chat: ChatLimiter | None = None
+        self._client: Any = None
+        self._transport: AsyncQuotaflowTransport | None = None
+        if sdk:
+            import httpx2  # noqa: PLC0415 (only with the SDK)
+            import openai  # noqa: PLC0415
+
+            self._transport = AsyncQuotaflowTransport(config=ClientConfig(store=None))
+            self._client = openai.AsyncOpenAI(
+                base_url=url + "/v1", api_key="demo", max_retries=0,  # quotaflow retries
+                http_client=httpx2.AsyncClient(transport=self._transport),  # type: ignore[arg-type]
+            )  # fmt: skip
+        else:
+            self._chat = ChatLimiter(
+                "openai", api_key="demo", base_url=url + "/v1", config=ClientConfig(store=None)
+            )
+
+    async def call(self, prompt: str) -> None:
+        messages = [{"role": "user", "content": prompt}]
+        if self._chat is not None:
+            await self._chat.chat_completion(
+                "gpt-4o-mini", messages, max_tokens=self._settings.max_tokens
+            )
+        else:
+            await self._client.chat.completions.create(
+                model="gpt-4o-mini", messages=messages, max_tokens=self._settings.max_tokens
+            )
+
+    def stats(self) -> StatsSnapshot:
+        if self._chat is not None:
+            return self._chat.get_usage()
+        assert self._transport is not None  # noqa: S101 (one of the two is set)
+        return self._transport.stats
+
+    async def aclose(self) -> None:
+        if self._chat is not None:
+            await self._chat.aclose()
+        else:
+            await self._client.close()
+            assert self._transport is not None  # noqa: S101
+            await self._transport.aclose()
+
+
+async def _run_calls(
+    caller: _Caller,
+    settings: DemoSettings,
+    progress: Progress,
+    task: Any,  # noqa: ANN401
+) -> None:
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for prompt in _prompts(settings):
+        queue.put_nowait(prompt)
+
+    async def worker() -> None:
+        while not queue.empty():
+            await caller.call(queue.get_nowait())
+            progress.advance(task)
+
+    await asyncio.gather(*(worker() for _ in range(settings.concurrency)))
+
+
+def _status_line(stats: StatsSnapshot, started: float) -> Text:
+    return Text.assemble(
         ("provider 429s ", "bold"),
-        (str(len(provider.rejections)), "bold red" if provider.rejections else "bold green"),
-        f"   wait p50 {_percentile(stats.waits, 0.5):.2f}s",
-        f" p99 {_percentile(stats.waits, 0.99):.2f}s",
-        f"   {elapsed:.1f}s",
+        (str(stats.provider_429), "bold red" if stats.provider_429 else "bold green"),
+        f"   retries {stats.retries}   wait p50 {stats.wait_p50:.2f}s p99 {stats.wait_p99:.2f}s",
+        f"   tokens {stats.input_tokens + stats.output_tokens:,}",
+        f"   cost ${stats.cost / 1e6:.4f}   {time.monotonic() - started:.1f}s",
     )
-    return Group(table, summary)
+
+
+def _report(
+    stats: StatsSnapshot, emulator: dict[str, Any], elapsed: float, sdk: bool
+) -> tuple[Table, dict[str, float]]:
+    table = Table(title=f"quotaflow demo: {'openai SDK' if sdk else 'ChatLimiter'}, memory store")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    model = emulator["families"]["openai"]["gpt-4o-mini"]
+    figures: dict[str, float] = {
+        "calls": float(stats.calls),
+        "calls_ok": float(stats.succeeded),
+        "provider_429s": float(stats.provider_429),
+        "seconds": elapsed,
+        "wait_p50": stats.wait_p50,
+        "wait_p99": stats.wait_p99,
+        "estimated_input_tokens": float(stats.estimated_input_tokens),
+        "input_tokens": float(stats.input_tokens),
+        "reserved_output_tokens": float(stats.reserved_output_tokens),
+        "output_tokens": float(stats.output_tokens),
+        "cost_usd": stats.cost / 1e6,
+    }
+    rows = [
+        ("calls ok", f"{stats.succeeded} of {stats.calls}"),
+        ("provider 429s", str(stats.provider_429)),
+        ("retries", str(stats.retries)),
+    ]
+    for name, bucket in model["buckets"].items():
+        used = bucket["charged"] / bucket["admissible"] if bucket["admissible"] else 0.0
+        figures[f"utilisation_{name}"] = used
+        rows.append((f"{name} limit used", f"{used:.1%} of {bucket['limit']:,}/min over the run"))
+    rows += [
+        ("wait p50 / p99", f"{stats.wait_p50:.2f}s / {stats.wait_p99:.2f}s"),
+        ("input tokens: estimated / actual",
+         f"{stats.estimated_input_tokens:,} / {stats.input_tokens:,}"),
+        ("output tokens: reserved / actual",
+         f"{stats.reserved_output_tokens:,} / {stats.output_tokens:,}"),
+        ("cost (gpt-4o-mini prices)", f"${stats.cost / 1e6:.4f}"),
+        ("time", f"{elapsed:.1f}s"),
+    ]  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
+    return table, figures
 
 
 async def run_demo(settings: DemoSettings, console: Console | None = None) -> dict[str, float]:
-    """Run the demo and return its figures (also printed when ``console`` is given)."""
+    """Run the demo and return its figures (also printed on ``console``)."""
+    from quotaflow.emulator import EmulatorConfig, EmulatorServer  # noqa: PLC0415 (an extra)
+
     console = console or Console()
-    rng = random.Random(settings.seed)  # noqa: S311 (seeded simulated traffic)
-    limits = [rpm(settings.rpm, burst=settings.burst), tpm(settings.tpm, burst=settings.burst)]
-    clock = SystemClock()  # shared with the limiter's memory store: one timeline for both
-    limiter = Limiter({"demo": limits}, clock=clock)
-    provider = SimulatedProvider(
-        {
-            "requests": (limits[0].capacity, limits[0].capacity * 60 / settings.rpm),
-            "tokens": (limits[1].capacity, limits[1].capacity * 60 / settings.tpm),
-        }
-    )
-    stats = _Stats()
-    pending: asyncio.Queue[tuple[int, int, float]] = asyncio.Queue()
-    for _ in range(settings.requests):
-        prompt = min(4_000, int(rng.lognormvariate(5.8, 0.6)))  # ~330 tokens
-        output = min(settings.max_tokens, int(rng.lognormvariate(5.0, 0.5)))  # ~150 tokens
-        pending.put_nowait((prompt, output, rng.lognormvariate(-1.2, 0.4)))  # ~0.3 s
-
-    async def worker() -> None:
-        while not pending.empty():
-            prompt, output, latency = pending.get_nowait()
-            async with limiter.reserve(
-                "demo", input_tokens=prompt, output_tokens=settings.max_tokens
-            ) as reservation:
-                stats.in_flight += 1
-                stats.waits.append(reservation.wait_time)
-                stats.reserved_tokens += prompt + settings.max_tokens
-                provider.call({"requests": 1, "tokens": prompt + output}, clock.now_ns())
-                await asyncio.sleep(latency)
-                await reservation.settle(output_tokens=output)
-                stats.actual_tokens += prompt + output
-                stats.in_flight -= 1
-                stats.done += 1
-
-    with Live(console=console, refresh_per_second=10, transient=False) as live:
-        workers = [asyncio.create_task(worker()) for _ in range(settings.concurrency)]
-        while not all(w.done() for w in workers):
-            live.update(_render(await limiter.status("demo"), provider, stats, settings))
-            await asyncio.wait(workers, timeout=0.1)
-        live.update(_render(await limiter.status("demo"), provider, stats, settings))
-        for task in workers:
-            task.result()
-    elapsed = time.monotonic() - stats.started
-    admissible = provider.admissible("tokens", elapsed)
-    figures = {
-        "calls": float(stats.done),
-        "provider_429s": float(len(provider.rejections)),
-        "seconds": elapsed,
-        "wait_p50": _percentile(stats.waits, 0.5),
-        "wait_p99": _percentile(stats.waits, 0.99),
-        "reserved_tokens": float(stats.reserved_tokens),
-        "actual_tokens": float(stats.actual_tokens),
-        "token_utilisation": provider.accepted["tokens"] / admissible,
-    }
-    refunded = stats.reserved_tokens - stats.actual_tokens
-    console.print(
-        f"\n{stats.done} calls in {elapsed:.1f}s, provider 429s: {len(provider.rejections)}. "
-        f"Reserved {stats.reserved_tokens:,} tokens (input + max_tokens), used "
-        f"{stats.actual_tokens:,}: refunds returned {refunded:,} "
-        f"to the bucket. Tokens accepted by the provider: {provider.accepted['tokens']:,} of "
-        f"{admissible:,} admissible ({figures['token_utilisation']:.0%}; the run ends with a "
-        "tail of calls finishing)."
-    )
+    emulator = EmulatorConfig(
+        openai_rpm=settings.rpm, openai_tpm=settings.tpm, latency=settings.latency,
+        output_tokens=settings.output, seed=settings.seed,
+    )  # fmt: skip
+    sdk = _uses_sdk(settings)
+    with EmulatorServer(emulator) as server:
+        caller = _Caller(server.url, settings, sdk)
+        progress = Progress(
+            TextColumn("[bold]calls"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        )
+        task = progress.add_task("calls", total=settings.requests)
+        console.print(
+            f"Emulator at {server.url}: {settings.rpm:,} RPM and {settings.tpm:,} TPM for "
+            f"gpt-4o-mini (learned from its headers). Sending {settings.requests} calls, "
+            f"{settings.concurrency} at a time, max_tokens={settings.max_tokens}, through "
+            f"{'the openai SDK + AsyncQuotaflowTransport' if sdk else 'ChatLimiter'}."
+        )
+        started = time.monotonic()
+        run = asyncio.create_task(_run_calls(caller, settings, progress, task))
+        try:
+            with Live(console=console, refresh_per_second=8) as live:
+                while not run.done():
+                    live.update(Group(progress, _status_line(caller.stats(), started)))
+                    await asyncio.wait([run], timeout=0.125)
+                live.update(Group(progress, _status_line(caller.stats(), started)))
+            run.result()
+        finally:
+            if not run.done():
+                run.cancel()
+            await caller.aclose()
+        elapsed = time.monotonic() - started
+        table, figures = _report(caller.stats(), server.stats(), elapsed, sdk)
+    console.print(table)
     return figures
