@@ -111,6 +111,16 @@ class _Base:
             self._governor.stats.add(provider_429=1)
         return error
 
+    def _network_error(self, plan: CallPlan, exc: Exception, attempt: int) -> ErrorClass:
+        """Classify a failed send or read; re-raise it unless it is to be retried."""
+        error = classify_exception(plan.route.provider, exc)
+        if error is None:
+            raise exc  # not a transport failure: a bug to surface, not to retry
+        self._governor.stats.error(str(error.kind))
+        if self._gives_up(error, attempt):
+            raise exc
+        return error
+
     def _gives_up(self, error: ErrorClass, attempt: int) -> bool:
         retry = self.config.retry
         if not error.retryable or attempt >= retry.max_retries:
@@ -205,8 +215,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         governor.check_paused(scope)
 
     async def _call(self, request: httpx.Request, plan: CallPlan, inner: Any) -> httpx.Response:  # noqa: ANN401
-        governor = self._governor
-        stats = governor.stats
+        stats = self._governor.stats
         attempt = 0
         while True:
             reservation = await self.limiter.acquire(
@@ -214,47 +223,67 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
             )
             stats.waited(reservation.wait_time)
             stats.add(attempts=1, retries=1 if attempt else 0)
-            try:
-                response: httpx.Response = await inner.handle_async_request(request)
-            except Exception as exc:
-                await _settle(reservation, plan.usage)  # the provider may have counted it
-                error = classify_exception(plan.route.provider, exc)
-                if error is None or self._gives_up(error, attempt):
-                    raise
-                stats.error(str(error.kind))
-                await asyncio.sleep(self._delay(error, attempt))
-                attempt += 1
-                continue
-            except BaseException:
-                await _settle(reservation, plan.usage)
-                raise
-            snapshot = self._snapshot(plan, response)
-            await self._learn(plan, snapshot)
-            if response.status_code < 400:  # noqa: PLR2004
-                if _EVENT_STREAM in response.headers.get("content-type", ""):
-                    return await self._stream(response, plan, reservation, snapshot)
-                try:
-                    body = await response.aread()
-                except BaseException:
-                    await _settle(reservation, plan.usage)
-                    raise
-                await _settle(reservation, governor.settled(plan, body))
-                stats.add(succeeded=1)
-                await self._correct(plan, snapshot)
-                return response
-            try:
-                body = await response.aread()
-            finally:
-                await _settle(reservation, governor.failed_attempt())
-            error = self._classify(plan, response.status_code, response.headers, body)
-            delay = await self._after_error(plan, error, snapshot)
-            if self._gives_up(error, attempt):
-                stats.add(failed=1)
-                return response
-            await response.aclose()
-            if delay:
-                await asyncio.sleep(delay)
+            outcome = await self._attempt(request, plan, inner, reservation, attempt)
+            if not isinstance(outcome, float):
+                return outcome
+            await asyncio.sleep(outcome)
             attempt += 1
+
+    async def _attempt(
+        self,
+        request: httpx.Request,
+        plan: CallPlan,
+        inner: Any,  # noqa: ANN401
+        reservation: Reservation,
+        attempt: int,
+    ) -> httpx.Response | float:
+        """One attempt: the final response, or the delay before the next attempt."""
+        try:
+            response: httpx.Response = await inner.handle_async_request(request)
+        except Exception as exc:  # noqa: BLE001 (classified; re-raised unless to be retried)
+            await _settle(reservation, plan.usage)  # the provider may have counted it
+            return self._delay(self._network_error(plan, exc, attempt), attempt)
+        except BaseException:
+            await _settle(reservation, plan.usage)
+            raise
+        snapshot = self._snapshot(plan, response)
+        await self._learn(plan, snapshot)
+        if response.status_code >= 400:  # noqa: PLR2004
+            return await self._failed(response, plan, reservation, snapshot, attempt)
+        if _EVENT_STREAM in response.headers.get("content-type", ""):
+            return await self._stream(response, plan, reservation, snapshot)
+        try:
+            body = await response.aread()
+        except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
+            await _settle(reservation, plan.usage)
+            return self._delay(self._network_error(plan, exc, attempt), attempt)
+        except BaseException:
+            await _settle(reservation, plan.usage)
+            raise
+        await _settle(reservation, self._governor.settled(plan, body))
+        self._governor.stats.add(succeeded=1)
+        await self._correct(plan, snapshot)
+        return response
+
+    async def _failed(
+        self,
+        response: httpx.Response,
+        plan: CallPlan,
+        reservation: Reservation,
+        snapshot: RateLimitSnapshot,
+        attempt: int,
+    ) -> httpx.Response | float:
+        try:
+            body = await response.aread()
+        finally:
+            await _settle(reservation, self._governor.failed_attempt())
+        error = self._classify(plan, response.status_code, response.headers, body)
+        delay = await self._after_error(plan, error, snapshot)
+        if self._gives_up(error, attempt):
+            self._governor.stats.add(failed=1)
+            return response
+        await response.aclose()
+        return delay
 
     async def _after_error(
         self, plan: CallPlan, error: ErrorClass, snapshot: RateLimitSnapshot
@@ -414,8 +443,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         governor.check_paused(scope)
 
     def _call(self, request: httpx.Request, plan: CallPlan, inner: Any) -> httpx.Response:  # noqa: ANN401
-        governor = self._governor
-        stats = governor.stats
+        stats = self._governor.stats
         attempt = 0
         while True:
             reservation = self.limiter.acquire(
@@ -423,47 +451,68 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
             )
             stats.waited(reservation.wait_time)
             stats.add(attempts=1, retries=1 if attempt else 0)
-            try:
-                response: httpx.Response = inner.handle_request(request)
-            except Exception as exc:
-                reservation.settle(plan.usage)  # the provider may have counted it
-                error = classify_exception(plan.route.provider, exc)
-                if error is None or self._gives_up(error, attempt):
-                    raise
-                stats.error(str(error.kind))
-                time.sleep(self._delay(error, attempt))
-                attempt += 1
-                continue
-            except BaseException:
-                reservation.settle(plan.usage)
-                raise
-            snapshot = self._snapshot(plan, response)
-            self._learn(plan, snapshot)
-            if response.status_code < 400:  # noqa: PLR2004
-                if _EVENT_STREAM in response.headers.get("content-type", ""):
-                    return self._stream(response, plan, reservation, snapshot)
-                try:
-                    body = response.read()
-                except BaseException:
-                    reservation.settle(plan.usage)
-                    raise
-                reservation.settle(governor.settled(plan, body))
-                stats.add(succeeded=1)
-                self._correct(plan, snapshot)
-                return response
-            try:
-                body = response.read()
-            finally:
-                reservation.settle(governor.failed_attempt())
-            error = self._classify(plan, response.status_code, response.headers, body)
-            delay = self._after_error(plan, error, snapshot)
-            if self._gives_up(error, attempt):
-                stats.add(failed=1)
-                return response
-            response.close()
-            if delay:
-                time.sleep(delay)
+            outcome = self._attempt(request, plan, inner, reservation, attempt)
+            if not isinstance(outcome, float):
+                return outcome
+            if outcome:
+                time.sleep(outcome)
             attempt += 1
+
+    def _attempt(
+        self,
+        request: httpx.Request,
+        plan: CallPlan,
+        inner: Any,  # noqa: ANN401
+        reservation: SyncReservation,
+        attempt: int,
+    ) -> httpx.Response | float:
+        """One attempt: the final response, or the delay before the next attempt."""
+        try:
+            response: httpx.Response = inner.handle_request(request)
+        except Exception as exc:  # noqa: BLE001 (classified; re-raised unless to be retried)
+            reservation.settle(plan.usage)  # the provider may have counted it
+            return self._delay(self._network_error(plan, exc, attempt), attempt)
+        except BaseException:
+            reservation.settle(plan.usage)
+            raise
+        snapshot = self._snapshot(plan, response)
+        self._learn(plan, snapshot)
+        if response.status_code >= 400:  # noqa: PLR2004
+            return self._failed(response, plan, reservation, snapshot, attempt)
+        if _EVENT_STREAM in response.headers.get("content-type", ""):
+            return self._stream(response, plan, reservation, snapshot)
+        try:
+            body = response.read()
+        except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
+            reservation.settle(plan.usage)
+            return self._delay(self._network_error(plan, exc, attempt), attempt)
+        except BaseException:
+            reservation.settle(plan.usage)
+            raise
+        reservation.settle(self._governor.settled(plan, body))
+        self._governor.stats.add(succeeded=1)
+        self._correct(plan, snapshot)
+        return response
+
+    def _failed(
+        self,
+        response: httpx.Response,
+        plan: CallPlan,
+        reservation: SyncReservation,
+        snapshot: RateLimitSnapshot,
+        attempt: int,
+    ) -> httpx.Response | float:
+        try:
+            body = response.read()
+        finally:
+            reservation.settle(self._governor.failed_attempt())
+        error = self._classify(plan, response.status_code, response.headers, body)
+        delay = self._after_error(plan, error, snapshot)
+        if self._gives_up(error, attempt):
+            self._governor.stats.add(failed=1)
+            return response
+        response.close()
+        return delay
 
     def _after_error(self, plan: CallPlan, error: ErrorClass, snapshot: RateLimitSnapshot) -> float:
         """Pause or correct the scope after an error; the backoff before retrying, if any."""
