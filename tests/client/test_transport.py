@@ -148,7 +148,7 @@ def test_a_provider_reporting_less_left_corrects_the_store() -> None:
     http.post("/chat/completions", json=CHAT)
     http.post("/chat/completions", json=CHAT)
     used = {str(s.metric): s.used for s in transport.limiter.status("openai:gpt-4o").limits}
-    assert used["tokens"] >= 60_000  # another application used ~60k tokens of the key
+    assert used["tokens"] >= 59_000  # another application used ~60k tokens of the key
     assert transport.stats.corrections == 1
 
 
