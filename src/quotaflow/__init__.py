@@ -17,6 +17,7 @@ from quotaflow._errors import (
     StoreUnavailableError,
 )
 from quotaflow._events import EventKind, Hook, LimiterEvent
+from quotaflow._logs import JsonFormatter, configure_logging
 from quotaflow._limiter import Limiter, Reservation
 from quotaflow._status import Decision, LimitStatus, ScopeStatus
 from quotaflow._sync_limiter import SyncLimiter, SyncReservation
@@ -60,6 +61,7 @@ __all__ = [
     "EventKind",
     "Hook",
     "InvalidUsageError",
+    "JsonFormatter",
     "Limit",
     "LimitStatus",
     "Limiter",
@@ -83,6 +85,7 @@ __all__ = [
     "Usage",
     "__version__",
     "concurrency",
+    "configure_logging",
     "cost_per_day",
     "cost_per_hour",
     "daily_quota",

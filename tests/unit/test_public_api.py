@@ -10,6 +10,7 @@ from quotaflow import (
     BoundLimit,
     CapacityExceededError,
     ConfigurationError,
+    QuotaExhaustedError,
     QuotaflowError,
     tpm,
 )
@@ -17,11 +18,11 @@ from quotaflow import (
 EXPECTED = {
     "AcquireTimeoutError", "AsyncStore", "BoundLimit", "CapacityExceededError",
     "Clock", "Concurrency", "ConfigurationError", "Decision", "EventKind", "Hook",
-    "InvalidUsageError", "Limit", "LimitStatus", "Limiter", "LimiterEvent", "MemoryStore",
-    "Metric", "Quota", "QuotaPeriod", "QuotaflowError", "Rate", "Reservation", "ReservationError",
+    "InvalidUsageError", "JsonFormatter", "Limit", "LimitStatus", "Limiter", "LimiterEvent", "MemoryStore",
+    "Metric", "Quota", "QuotaExhaustedError", "QuotaPeriod", "QuotaflowError", "Rate", "Reservation", "ReservationError",
     "ScopeStatus", "Store", "StoreError", "StoreUnavailableError", "SyncLimiter",
     "SyncReservation", "SystemClock", "Usage",
-    "__version__", "concurrency", "cost_per_day", "cost_per_hour", "daily_quota", "itpm",
+    "__version__", "concurrency", "configure_logging", "cost_per_day", "cost_per_hour", "daily_quota", "itpm",
     "monthly_quota", "otpm", "rpd", "rpm", "rps", "tpd", "tpm",
 }  # fmt: skip
 
@@ -46,6 +47,7 @@ def test_errors_pickle_with_their_attributes() -> None:
         CapacityExceededError(bound, 40_000),
         AcquireTimeoutError(2.5, bound),
         ConfigurationError("unknown scope 'x'"),
+        QuotaExhaustedError("openai:gpt-4o", 1.8e9, "insufficient_quota"),
     ):
         copy = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own data)
         assert type(copy) is type(error)

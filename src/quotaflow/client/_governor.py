@@ -12,12 +12,13 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from quotaflow._errors import QuotaExhaustedError
 from quotaflow._logs import LogThrottle
 from quotaflow.client._config import ClientConfig
+from quotaflow.client._openrouter import OpenRouterKey
 from quotaflow.client._routing import Route
 from quotaflow.client._stats import ClientStats
 from quotaflow.core import Limit, Metric, Rate, Usage
@@ -395,21 +396,46 @@ class Governor:
 
     def quota_pause(self, plan: CallPlan, error: ErrorClass) -> tuple[QuotaExhaustedError, str]:
         """Pause ``plan``'s scope after a quota error: the error to raise and the note."""
-        now = self._time()
-        until = now + self.config.quota_pause
+        until = self._time() + self.config.quota_pause
         if isinstance(error.resets_at, datetime):
             until = max(until, error.resets_at.timestamp())
         detail = (error.error_code or error.error_type or str(error.kind)) + (
             f": {error.message[:160]}" if error.message else ""
         )
-        state = self._state(plan.scope)
+        return self._pause_quota(plan.scope, until, detail)
+
+    def _pause_quota(
+        self, scope: str, until: float, detail: str
+    ) -> tuple[QuotaExhaustedError, str]:
+        state = self._state(scope)
         state.paused_until = max(state.paused_until, until)
         state.pause_detail = detail
         self.stats.add(pauses=1)
-        self.log.log(logging.ERROR, "quota_exhausted", key=f"quota:{plan.scope}",
-                     scope=plan.scope, until=f"{until:.0f}", detail=detail)  # fmt: skip
+        self.log.log(logging.ERROR, "quota_exhausted", key=f"quota:{scope}",
+                     scope=scope, until=f"{until:.0f}", detail=detail)  # fmt: skip
         note = json.dumps({"until": until, "detail": detail})
-        return QuotaExhaustedError(plan.scope, until, detail), note
+        return QuotaExhaustedError(scope, until, detail), note
+
+    def learn_key(
+        self, plan: CallPlan, key: OpenRouterKey
+    ) -> tuple[str | None, tuple[QuotaExhaustedError, str] | None]:
+        """Take OpenRouter's key information: the limits note to store, and any pause."""
+        note = None
+        state = self._state(plan.scope, plan.route.provider)
+        if self.config.learn_limits and key.limits and key.limits != state.learned:
+            state.learned = dict(key.limits)
+            state.probed = True
+            self._register(plan.scope, state)
+            note = _encode_limits(state.learned)
+            self.log.log(logging.INFO, "limits_learned", key=f"learned:{plan.scope}",
+                         scope=plan.scope, source="openrouter key")  # fmt: skip
+        if not key.exhausted:
+            return note, None
+        now = self._time()
+        resets = key.resets_at(datetime.fromtimestamp(now, UTC))
+        until = resets.timestamp() if resets is not None else now + self.config.quota_pause
+        detail = f"openrouter_key_limit: the key's credit limit of ${key.credit_limit} is used up"
+        return note, self._pause_quota(plan.scope, until, detail)
 
     def pause_check_due(self, scope: str) -> bool:
         """Whether to read the scope's pause note from the store again."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import logging
 import time
 from datetime import UTC, datetime
 from types import ModuleType
@@ -26,6 +27,7 @@ from quotaflow._limiter import Limiter, Reservation
 from quotaflow._sync_limiter import SyncLimiter, SyncReservation
 from quotaflow.client._config import ClientConfig
 from quotaflow.client._governor import CallPlan, Governor
+from quotaflow.client._openrouter import key_url, parse_key_info
 from quotaflow.client._routing import route_request
 from quotaflow.client._stats import ClientStats, StatsSnapshot
 from quotaflow.client._streams import wrap_async, wrap_sync
@@ -64,6 +66,16 @@ def _pop_scopes(headers: Any) -> tuple[str, ...]:  # noqa: ANN401 (httpx or http
         return ()
     del headers[SCOPE_HEADER]
     return tuple(s.strip() for s in raw.split(",") if s.strip())
+
+
+def _asks_key(plan: CallPlan, config: ClientConfig) -> bool:
+    return plan.route.provider is Provider.OPENROUTER and config.learn_limits
+
+
+def _key_request(request: Any) -> Any:  # noqa: ANN401 (an httpx or httpx2 request)
+    """A GET of OpenRouter's key endpoint, with the completion request's credentials."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+    return type(request)("GET", key_url(str(request.url)), headers=headers)
 
 
 def _received(clock: Clock) -> datetime:
@@ -120,6 +132,12 @@ class _Base:
         if self._gives_up(error, attempt):
             raise exc
         return error
+
+    def _key_failed(self, plan: CallPlan, reason: object) -> None:
+        self._governor.log.log(
+            logging.WARNING, "key_endpoint_failed", key=f"key:{plan.scope}",
+            scope=plan.scope, reason=str(reason)[:200],
+        )  # fmt: skip
 
     def _gives_up(self, error: ErrorClass, attempt: int) -> bool:
         retry = self.config.retry
@@ -191,7 +209,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
             return response
         governor = self._governor
         plan = governor.plan(route, _pop_scopes(request.headers))
-        await self._prepare(plan)
+        await self._prepare(plan, request, inner)
         governor.stats.add(calls=1)
         try:
             return await self._call(request, plan, inner)
@@ -199,7 +217,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
             governor.stats.add(failed=1)
             raise
 
-    async def _prepare(self, plan: CallPlan) -> None:
+    async def _prepare(self, plan: CallPlan, request: httpx.Request, inner: Any) -> None:  # noqa: ANN401
         governor = self._governor
         scope = plan.scope
         notes = self._notes
@@ -209,6 +227,8 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
                 limits = await notes.aget_note(f"limits|{scope}")
                 pause = await notes.aget_note(f"pause|{scope}")
             governor.load(scope, plan.route.provider, limits, pause)
+            if limits is None and _asks_key(plan, self.config):
+                await self._learn_key(plan, request, inner)
         elif notes is not None and governor.pause_check_due(scope):
             governor.load_pause(scope, await notes.aget_note(f"pause|{scope}"))
         governor.ensure(plan)
@@ -284,6 +304,31 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
             return response
         await response.aclose()
         return delay
+
+    async def _learn_key(self, plan: CallPlan, request: httpx.Request, inner: Any) -> None:  # noqa: ANN401
+        """Ask OpenRouter's key endpoint for the limits and credits (once per scope)."""
+        try:
+            response = await inner.handle_async_request(_key_request(request))
+            body = await response.aread()
+            await response.aclose()
+        except Exception as exc:  # noqa: BLE001 (the call goes on with the defaults)
+            self._key_failed(plan, exc)
+            return
+        await self._apply_key(plan, response.status_code, body)
+
+    async def _apply_key(self, plan: CallPlan, status: int, body: bytes) -> None:
+        key = parse_key_info(body) if status == 200 else None  # noqa: PLR2004
+        if key is None:
+            self._key_failed(plan, f"HTTP {status}")
+            return
+        note, paused = self._governor.learn_key(plan, key)
+        if self._notes is not None:
+            with contextlib.suppress(Exception):  # learned here regardless
+                if note is not None:
+                    await self._notes.aput_note(f"limits|{plan.scope}", note, 86_400.0)
+                if paused is not None:
+                    ttl = self._governor.pause_ttl(plan.scope)
+                    await self._notes.aput_note(f"pause|{plan.scope}", paused[1], ttl)
 
     async def _after_error(
         self, plan: CallPlan, error: ErrorClass, snapshot: RateLimitSnapshot
@@ -419,7 +464,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
             return response
         governor = self._governor
         plan = governor.plan(route, _pop_scopes(request.headers))
-        self._prepare(plan)
+        self._prepare(plan, request, inner)
         governor.stats.add(calls=1)
         try:
             return self._call(request, plan, inner)
@@ -427,7 +472,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
             governor.stats.add(failed=1)
             raise
 
-    def _prepare(self, plan: CallPlan) -> None:
+    def _prepare(self, plan: CallPlan, request: httpx.Request, inner: Any) -> None:  # noqa: ANN401
         governor = self._governor
         scope = plan.scope
         notes = self._notes
@@ -437,6 +482,8 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
                 limits = notes.get_note(f"limits|{scope}")
                 pause = notes.get_note(f"pause|{scope}")
             governor.load(scope, plan.route.provider, limits, pause)
+            if limits is None and _asks_key(plan, self.config):
+                self._learn_key(plan, request, inner)
         elif notes is not None and governor.pause_check_due(scope):
             governor.load_pause(scope, notes.get_note(f"pause|{scope}"))
         governor.ensure(plan)
@@ -513,6 +560,28 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
             return response
         response.close()
         return delay
+
+    def _learn_key(self, plan: CallPlan, request: httpx.Request, inner: Any) -> None:  # noqa: ANN401
+        """Ask OpenRouter's key endpoint for the limits and credits (once per scope)."""
+        try:
+            response = inner.handle_request(_key_request(request))
+            body = response.read()
+            response.close()
+        except Exception as exc:  # noqa: BLE001 (the call goes on with the defaults)
+            self._key_failed(plan, exc)
+            return
+        key = parse_key_info(body) if response.status_code == 200 else None  # noqa: PLR2004
+        if key is None:
+            self._key_failed(plan, f"HTTP {response.status_code}")
+            return
+        note, paused = self._governor.learn_key(plan, key)
+        if self._notes is not None:
+            with contextlib.suppress(Exception):  # learned here regardless
+                if note is not None:
+                    self._notes.put_note(f"limits|{plan.scope}", note, 86_400.0)
+                if paused is not None:
+                    ttl = self._governor.pause_ttl(plan.scope)
+                    self._notes.put_note(f"pause|{plan.scope}", paused[1], ttl)
 
     def _after_error(self, plan: CallPlan, error: ErrorClass, snapshot: RateLimitSnapshot) -> float:
         """Pause or correct the scope after an error; the backoff before retrying, if any."""
