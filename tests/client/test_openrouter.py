@@ -73,8 +73,8 @@ def test_a_key_out_of_credit_pauses_the_scope() -> None:
             return httpx.Response(200, content=key_body(limit=5.0, limit_remaining=0.0))
         pytest.fail("a call was sent with no credit left")
 
-    transport = QuotaflowTransport(httpx.MockTransport(provider),
-                                   config=ClientConfig(track_cost=False, quota_pause=30))  # fmt: skip
+    config = ClientConfig(track_cost=False, quota_pause=30)
+    transport = QuotaflowTransport(httpx.MockTransport(provider), config=config)
     with httpx.Client(transport=transport, base_url=BASE) as http:
         with pytest.raises(QuotaExhaustedError, match="credit limit"):
             http.post("/chat/completions", json=CHAT)
