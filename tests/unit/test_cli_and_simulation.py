@@ -28,14 +28,23 @@ def test_the_simulated_provider_refills_continuously_and_rejects_overdrafts() ->
     assert provider.admissible("tokens", 10.0) == 200
 
 
-def test_the_demo_paces_calls_without_a_provider_rejection() -> None:
+def test_the_demo_runs_the_sdk_through_the_transport_against_the_emulator() -> None:
     result = CliRunner().invoke(
-        app,
-        ["demo", "--requests", "30", "--concurrency", "8", "--tpm", "600000", "--burst", "0.005"],
+        app, ["demo", "--requests", "30", "--concurrency", "8", "--latency", "0", "--sdk"]
     )
     assert result.exit_code == 0, result.output
-    assert "30 calls in" in result.output
-    assert "provider 429s: 0" in result.output
+    assert "openai SDK + AsyncQuotaflowTransport" in result.output
+    assert "30 of 30" in result.output
+    assert "tokens limit used" in result.output
+
+
+def test_the_demo_falls_back_to_chat_limiter() -> None:
+    result = CliRunner().invoke(
+        app, ["demo", "--requests", "20", "--concurrency", "4", "--latency", "0", "--facade"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "ChatLimiter" in result.output
+    assert "20 of 20" in result.output
 
 
 def test_the_demo_rejects_bad_options() -> None:
