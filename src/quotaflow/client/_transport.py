@@ -187,6 +187,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         self._governor = Governor(config, self.limiter, self._clock, stats)
         store = self.limiter.store
         self._notes = store if isinstance(store, AsyncNotes) else None
+        self._direct = bool(getattr(store, "nonblocking", False))
 
     def _inner_for(self, request: Any) -> Any:  # noqa: ANN401
         if self._inner is not None:
@@ -261,10 +262,10 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         try:
             response: httpx.Response = await inner.handle_async_request(request)
         except Exception as exc:  # noqa: BLE001 (classified; re-raised unless to be retried)
-            await _settle(reservation, plan.usage)  # the provider may have counted it
+            await self._settle(reservation, plan.usage)  # the provider may have counted it
             return self._delay(self._network_error(plan, exc, attempt), attempt)
         except BaseException:
-            await _settle(reservation, plan.usage)
+            await self._settle(reservation, plan.usage)
             raise
         snapshot = self._snapshot(plan, response)
         await self._learn(plan, snapshot)
@@ -275,12 +276,12 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         try:
             body = await response.aread()
         except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
-            await _settle(reservation, plan.usage)
+            await self._settle(reservation, plan.usage)
             return self._delay(self._network_error(plan, exc, attempt), attempt)
         except BaseException:
-            await _settle(reservation, plan.usage)
+            await self._settle(reservation, plan.usage)
             raise
-        await _settle(reservation, self._governor.settled(plan, body))
+        await self._settle(reservation, self._governor.settled(plan, body))
         self._governor.stats.add(succeeded=1)
         await self._correct(plan, snapshot)
         return response
@@ -296,7 +297,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         try:
             body = await response.aread()
         finally:
-            await _settle(reservation, self._governor.failed_attempt())
+            await self._settle(reservation, self._governor.failed_attempt())
         error = self._classify(plan, response.status_code, response.headers, body)
         delay = await self._after_error(plan, error, snapshot)
         if self._gives_up(error, attempt):
@@ -304,6 +305,9 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
             return response
         await response.aclose()
         return delay
+
+    async def _settle(self, reservation: Reservation, usage: Any) -> None:  # noqa: ANN401
+        await _settle(reservation, usage, direct=self._direct)
 
     async def _learn_key(self, plan: CallPlan, request: httpx.Request, inner: Any) -> None:  # noqa: ANN401
         """Ask OpenRouter's key endpoint for the limits and credits (once per scope)."""
@@ -378,7 +382,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         governor = self._governor
 
         async def finish(state: StreamUsage) -> None:
-            await _settle(reservation, governor.settled_stream(plan, state))
+            await self._settle(reservation, governor.settled_stream(plan, state))
             if state.error is not None:
                 governor.stats.error(str(state.error.kind))
                 with contextlib.suppress(QuotaExhaustedError):
@@ -656,8 +660,15 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
             self.limiter.close()
 
 
-async def _settle(reservation: Reservation, usage: Any) -> None:  # noqa: ANN401
-    """Settle, shielded from the caller's cancellation (the settlement must land)."""
+async def _settle(reservation: Reservation, usage: Any, *, direct: bool = False) -> None:  # noqa: ANN401
+    """Settle, shielded from the caller's cancellation (the settlement must land).
+
+    ``direct``: the store never blocks, so settling has no await point that a cancellation
+    could interrupt, and needs no task of its own.
+    """
+    if direct:
+        await reservation.settle(usage)
+        return
     task = asyncio.ensure_future(reservation.settle(usage))
     try:
         await asyncio.shield(task)
