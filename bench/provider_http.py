@@ -237,7 +237,9 @@ def make_app(config: ProviderConfig) -> Any:  # noqa: ANN401 (a Starlette applic
 
 def serve(config: ProviderConfig, ready: Connection | None = None, port: int = 0) -> None:
     """Serve on 127.0.0.1 (``port`` 0: a free one); send the port on ``ready`` once listening."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(
+        socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+    )  # TCP_NODELAY by asyncio
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((HOST, port))
     sock.listen(1_024)
