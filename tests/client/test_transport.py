@@ -43,6 +43,14 @@ def test_the_probe_sends_one_call_until_the_headers_are_known() -> None:
     assert any(str(limit.metric) == "concurrent" for limit in config_limits)
 
 
+def test_a_large_first_call_is_not_refused_by_the_default_limits() -> None:
+    script = Script(ok(prompt=40_000, completion=5))
+    http, transport = client(script)
+    big = {**CHAT, "messages": [{"role": "user", "content": "word " * 40_000}]}
+    assert http.post("/chat/completions", json=big).status_code == 200  # default TPM: 30,000
+    assert transport.stats.succeeded == 1
+
+
 def test_success_settles_with_the_reported_usage() -> None:
     script = Script(ok(prompt=10, completion=5))
     http, transport = client(script)

@@ -227,7 +227,11 @@ class Governor:
             return tuple(learned)
         limits = self.config.default_limits or default_limits(state.provider)
         if self.config.probe and self.config.learn_limits and not state.probed:
-            limits = (*limits, concurrency(1, ttl=600))
+            # One call at a time until the headers tell the real limits. Only the request
+            # rates apply meanwhile: a default token limit below the real one must not
+            # refuse a large first call as "can never fit".
+            requests = tuple(limit for limit in limits if limit.metric is Metric.REQUESTS)
+            limits = (*requests, concurrency(1, ttl=600))
         return limits
 
     def ensure(self, plan: CallPlan) -> None:
@@ -474,6 +478,29 @@ class Governor:
         return max(1.0, float(self._scopes[scope].paused_until) - self._time() + 1.0)
 
     # Settlement ----------------------------------------------------------------------------
+
+    def probing(self, scope: str) -> bool:
+        """Whether a call admitted now is the probe (admitted on request limits only)."""
+        state = self._scopes.get(scope)
+        return (
+            state is not None
+            and not state.probed
+            and state.configured is None
+            and state.learned is None
+            and self.config.probe
+            and self.config.learn_limits
+        )
+
+    def owed(self, settled: Usage) -> Usage | None:
+        """The probe's tokens, to charge to the limits learned meanwhile."""
+        if not settled.input_tokens and not settled.output_tokens and not settled.tokens:
+            return None
+        return Usage(
+            requests=0,
+            input_tokens=settled.input_tokens,
+            output_tokens=settled.output_tokens,
+            tokens=settled.tokens,
+        )
 
     def failed_attempt(self) -> Usage:
         """What an attempt the provider refused counts: one request, no tokens."""

@@ -259,6 +259,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         attempt: int,
     ) -> httpx.Response | float:
         """One attempt: the final response, or the delay before the next attempt."""
+        probe = self._governor.probing(plan.scope)
         try:
             response: httpx.Response = await inner.handle_async_request(request)
         except Exception as exc:  # noqa: BLE001 (classified; re-raised unless to be retried)
@@ -272,7 +273,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         if response.status_code >= 400:  # noqa: PLR2004
             return await self._failed(response, plan, reservation, snapshot, attempt)
         if _EVENT_STREAM in response.headers.get("content-type", ""):
-            return await self._stream(response, plan, reservation, snapshot)
+            return await self._stream(response, plan, reservation, snapshot, probe=probe)
         try:
             body = await response.aread()
         except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
@@ -281,7 +282,10 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         except BaseException:
             await self._settle(reservation, plan.usage)
             raise
-        await self._settle(reservation, self._governor.settled(plan, body))
+        usage = self._governor.settled(plan, body)
+        await self._settle(reservation, usage)
+        if probe and (owed := self._governor.owed(usage)) is not None:
+            await self.limiter.debit(plan.scope, owed)  # it was admitted on requests only
         self._governor.stats.add(succeeded=1)
         await self._correct(plan, snapshot)
         return response
@@ -378,11 +382,16 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         plan: CallPlan,
         reservation: Reservation,
         snapshot: RateLimitSnapshot,
+        *,
+        probe: bool,
     ) -> httpx.Response:
         governor = self._governor
 
         async def finish(state: StreamUsage) -> None:
-            await self._settle(reservation, governor.settled_stream(plan, state))
+            usage = governor.settled_stream(plan, state)
+            await self._settle(reservation, usage)
+            if probe and (owed := governor.owed(usage)) is not None:
+                await self.limiter.debit(plan.scope, owed)
             if state.error is not None:
                 governor.stats.error(str(state.error.kind))
                 with contextlib.suppress(QuotaExhaustedError):
@@ -518,6 +527,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         attempt: int,
     ) -> httpx.Response | float:
         """One attempt: the final response, or the delay before the next attempt."""
+        probe = self._governor.probing(plan.scope)
         try:
             response: httpx.Response = inner.handle_request(request)
         except Exception as exc:  # noqa: BLE001 (classified; re-raised unless to be retried)
@@ -531,7 +541,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         if response.status_code >= 400:  # noqa: PLR2004
             return self._failed(response, plan, reservation, snapshot, attempt)
         if _EVENT_STREAM in response.headers.get("content-type", ""):
-            return self._stream(response, plan, reservation, snapshot)
+            return self._stream(response, plan, reservation, snapshot, probe=probe)
         try:
             body = response.read()
         except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
@@ -540,7 +550,10 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         except BaseException:
             reservation.settle(plan.usage)
             raise
-        reservation.settle(self._governor.settled(plan, body))
+        usage = self._governor.settled(plan, body)
+        reservation.settle(usage)
+        if probe and (owed := self._governor.owed(usage)) is not None:
+            self.limiter.debit(plan.scope, owed)  # it was admitted on requests only
         self._governor.stats.add(succeeded=1)
         self._correct(plan, snapshot)
         return response
@@ -628,11 +641,16 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         plan: CallPlan,
         reservation: SyncReservation,
         snapshot: RateLimitSnapshot,
+        *,
+        probe: bool,
     ) -> httpx.Response:
         governor = self._governor
 
         def finish(state: StreamUsage) -> None:
-            reservation.settle(governor.settled_stream(plan, state))
+            usage = governor.settled_stream(plan, state)
+            reservation.settle(usage)
+            if probe and (owed := governor.owed(usage)) is not None:
+                self.limiter.debit(plan.scope, owed)
             if state.error is not None:
                 governor.stats.error(str(state.error.kind))
                 with contextlib.suppress(QuotaExhaustedError):
