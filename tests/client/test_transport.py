@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
 
-from quotaflow import QuotaExhaustedError, SyncLimiter, rpm
-from quotaflow.client import AsyncQuotaflowTransport, ClientConfig, QuotaflowTransport, RetryPolicy
+from quotaflow import QuotaExhaustedError, SyncLimiter, rpm, tpm
+from quotaflow.client import (
+    AsyncQuotaflowTransport,
+    ClientConfig,
+    Governor,
+    QuotaflowTransport,
+    RetryPolicy,
+)
+from quotaflow.client._routing import route_request
+from quotaflow.providers import parse_rate_limit_headers
 from quotaflow.stores import MemoryStore
 from quotaflow.testing import FakeClock, let_tasks_run
 
@@ -17,9 +26,11 @@ from .fakes import CHAT, OPENAI_HEADERS, Script, insufficient_quota, ok, rate_li
 BASE = "https://api.openai.com/v1"
 
 
-def client(script: Script, **options: object) -> tuple[httpx.Client, QuotaflowTransport]:
+def client(
+    script: Script, clock: FakeClock | None = None, **options: object
+) -> tuple[httpx.Client, QuotaflowTransport]:
     config = ClientConfig(**{"track_cost": False, **options})  # type: ignore[arg-type]
-    transport = QuotaflowTransport(script.transport(), config=config)
+    transport = QuotaflowTransport(script.transport(), config=config, clock=clock)
     return httpx.Client(transport=transport, base_url=BASE), transport
 
 
@@ -53,14 +64,14 @@ def test_a_large_first_call_is_not_refused_by_the_default_limits() -> None:
 
 def test_success_settles_with_the_reported_usage() -> None:
     script = Script(ok(prompt=10, completion=5))
-    http, transport = client(script)
+    http, transport = client(script, FakeClock())  # no refill while it runs
     response = http.post("/chat/completions", json=CHAT)
     assert response.json()["usage"]["total_tokens"] == 15
     status = transport.limiter.status("openai:gpt-4o")
     used = {str(s.metric): s.used for s in status.limits}
-    # max_tokens was refunded (a snapshot rounds partial units up: +1 at most)
-    assert 1 <= used["requests"] <= 2
-    assert 15 <= used["tokens"] <= 16
+    # max_tokens was refunded; a snapshot rounds a partial unit up (+1 at most)
+    assert used["requests"] in {1, 2}
+    assert used["tokens"] in {15, 16}
     stats = transport.stats
     assert (stats.calls, stats.succeeded, stats.provider_429) == (1, 1, 0)
     assert (stats.input_tokens, stats.output_tokens, stats.reserved_output_tokens) == (10, 5, 100)
@@ -151,13 +162,43 @@ def test_quota_exhausted_raises_and_pauses_every_worker_on_the_store() -> None:
 
 def test_a_provider_reporting_less_left_corrects_the_store() -> None:
     low = {**OPENAI_HEADERS, "x-ratelimit-remaining-tokens": "40000"}
-    script = Script(ok(), ok(headers=low))
+    script = Script(ok(), ok(headers=low), ok(headers=low), ok(headers=low), ok(headers=low))
     http, transport = client(script, correction_interval=0.0)
-    http.post("/chat/completions", json=CHAT)
-    http.post("/chat/completions", json=CHAT)
+    for _ in range(3):  # learn, then two readings: not yet persistent
+        http.post("/chat/completions", json=CHAT)
+    assert transport.stats.corrections == 0
+    http.post("/chat/completions", json=CHAT)  # the third reading in a row
     used = {str(s.metric): s.used for s in transport.limiter.status("openai:gpt-4o").limits}
     assert used["tokens"] >= 59_000  # another application used ~60k tokens of the key
     assert transport.stats.corrections == 1
+    http.post("/chat/completions", json=CHAT)
+    assert transport.stats.corrections == 1  # charged once, not again
+
+
+def test_refunds_after_the_provider_stamped_its_headers_are_not_foreign_usage() -> None:
+    clock = FakeClock()
+    limiter = SyncLimiter({"openai:gpt-4o": [rpm(600), tpm(100_000)]}, clock=clock)
+    governor = Governor(ClientConfig(), limiter, clock)
+    route = route_request("POST", "api.openai.com", "/v1/chat/completions",
+                          json.dumps(CHAT).encode(), None)  # fmt: skip
+    assert route is not None
+    plan = governor.plan(route)
+    governor.ensure(plan)
+    held = [limiter.acquire(plan.scopes, plan.usage) for _ in range(50)]  # 50 calls in flight
+    mark = governor.refunds_mark(plan.scope)  # our call is sent now...
+    for reservation in held[:40]:  # ...40 others finish and give back most of max_tokens
+        reservation.settle(governor.settled(plan, json.dumps(
+            {"usage": {"prompt_tokens": 8, "completion_tokens": 10}}).encode()))  # fmt: skip
+    # The provider stamped our response before those refunds: it still holds them.
+    stamped = 100_000 - 50 * plan.usage.tokens
+    headers = {**OPENAI_HEADERS, "x-ratelimit-remaining-tokens": str(stamped)}
+    snapshot = parse_rate_limit_headers("openai", headers)
+    for _ in range(5):
+        status = limiter.status(plan.scope)
+        assert governor.correction(plan, snapshot, status, mark) is None
+    # Without the refunds added back, the same reading is taken for foreign usage.
+    now = governor.refunds_mark(plan.scope)
+    assert governor.correction(plan, snapshot, status, now, forced=True) is not None
 
 
 def test_streams_settle_from_the_final_usage_chunk() -> None:

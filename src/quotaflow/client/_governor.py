@@ -23,6 +23,7 @@ from quotaflow.client._routing import Route
 from quotaflow.client._stats import ClientStats
 from quotaflow.core import Limit, Metric, Rate, Usage
 from quotaflow.core._limits import concurrency, itpm, otpm, rpm, tpm
+from quotaflow.core._usage import usage_index
 from quotaflow.providers import (
     AccountingRule,
     ErrorClass,
@@ -62,6 +63,10 @@ _PAUSE_CHECK: Final = 1.0
 _ANTHROPIC_ROUNDING: Final = 1000
 _DEFAULT_WINDOW: Final = 60.0
 _MAX_COUNTERS: Final = 1024
+#: Consecutive header readings (``correction_interval`` apart) that must all show the same
+#: foreign usage before it is charged.
+_CORRECTION_READINGS: Final = 3
+_NO_REFUNDS: Final = (0, 0, 0, 0, 0)
 _SAME_WINDOW: Final = 1e-6  # seconds: windows closer than this are the same window
 _FAILED_ATTEMPT: Final = Usage(requests=1)  # what the provider counts of a refused call
 _RATE_METRICS: Final = (Metric.REQUESTS, Metric.TOKENS, Metric.INPUT_TOKENS, Metric.OUTPUT_TOKENS)
@@ -110,6 +115,11 @@ class _Scope:
     pause_detail: str = ""
     next_pause_check: float = 0.0
     probed: bool = False  # a response came back: the one-call probe is over
+    # Units this process gave back on settling, per usage index (cumulative): a provider's
+    # headers were stamped before refunds that came after, which are not foreign usage.
+    refunded: list[int] = field(default_factory=lambda: [0] * 5)
+    # Recent excesses seen (time, {metric: units}): a correction needs them to persist.
+    excesses: list[tuple[float, dict[Metric, int]]] = field(default_factory=list)
     saturated: bool = False
     costs: dict[tuple[str, ...], bool] = field(default_factory=dict)
 
@@ -335,12 +345,43 @@ class Governor:
         state.next_correction = now + self.config.correction_interval
         return True
 
+    def refunds_mark(self, scope: str) -> tuple[int, ...]:
+        """The refunds counted so far in ``scope`` (take it before sending a call)."""
+        state = self._scopes.get(scope)
+        return tuple(state.refunded) if state is not None else _NO_REFUNDS
+
+    def _refunded(self, plan: CallPlan, settled: Usage) -> None:
+        state = self._scopes.get(plan.scope)
+        if state is None:
+            return
+        reserved = plan.usage
+        refunded = state.refunded
+        for index in range(5):
+            if reserved[index] > settled[index]:
+                refunded[index] += reserved[index] - settled[index]
+
     def correction(
-        self, plan: CallPlan, snapshot: RateLimitSnapshot, status: ScopeStatus
+        self,
+        plan: CallPlan,
+        snapshot: RateLimitSnapshot,
+        status: ScopeStatus,
+        mark: tuple[int, ...] = _NO_REFUNDS,
+        *,
+        forced: bool = False,
     ) -> Usage | None:
-        """Usage the provider counted that the store does not know of, if beyond tolerance."""
+        """Usage the provider counted that the store does not know of, if beyond tolerance.
+
+        The provider stamped its headers when the call arrived; refunds settled since the
+        call was sent (``mark``) are added back, since the provider's figure still held
+        them. What remains must exceed the tolerance on every reading over
+        ``_CORRECTION_READINGS`` consecutive checks (timing noise comes and goes; another
+        application's usage stays), and the smallest excess is charged. A 429 (``forced``)
+        is the provider saying it is out: its excess is charged at once.
+        """
         if not self.config.correct_remaining:
             return None
+        state = self._state(plan.scope)
+        refunds_since = [now - then for now, then in zip(state.refunded, mark, strict=False)]
         excess: dict[Metric, int] = {}
         for reported in snapshot:
             if reported.limit is None or reported.remaining is None or reported.name:
@@ -353,12 +394,17 @@ class Governor:
             tolerance = math.ceil(self.config.correction_tolerance * reported.limit)
             if plan.route.provider is Provider.ANTHROPIC and reported.metric is not Metric.REQUESTS:
                 tolerance += _ANTHROPIC_ROUNDING
-            missing = provider_used - ours.used
+            index = usage_index(reported.metric)
+            known = ours.used + (refunds_since[index] if index < len(refunds_since) else 0)
+            missing = provider_used - known
             if missing > tolerance:
                 excess[reported.metric] = max(excess.get(reported.metric, 0), missing)
         self._saturation(plan.scope, status)
+        if not forced:
+            excess = self._persistent(state, excess)
         if not excess:
             return None
+        state.excesses.clear()
         self.stats.add(corrections=1)
         self.log.log(
             logging.INFO,
@@ -368,6 +414,21 @@ class Governor:
             **{str(m): n for m, n in excess.items()},
         )
         return _usage_of(excess)
+
+    def _persistent(self, state: _Scope, excess: dict[Metric, int]) -> dict[Metric, int]:
+        """The excess seen on each of the last readings (the smallest), else nothing."""
+        if not excess:
+            state.excesses.clear()
+            return {}
+        state.excesses.append((self._time(), excess))
+        del state.excesses[:-_CORRECTION_READINGS]
+        if len(state.excesses) < _CORRECTION_READINGS:
+            return {}
+        return {
+            metric: min(seen.get(metric, 0) for _, seen in state.excesses)
+            for metric in excess
+            if all(metric in seen for _, seen in state.excesses)
+        }
 
     def _saturation(self, scope: str, status: ScopeStatus) -> None:
         """Log when a scope starts and stops running at its limits (with hysteresis)."""
@@ -526,13 +587,16 @@ class Governor:
             tokens=settled.tokens,
         )
 
-    def failed_attempt(self) -> Usage:
+    def failed_attempt(self, plan: CallPlan) -> Usage:
         """What an attempt the provider refused counts: one request, no tokens."""
+        self._refunded(plan, _FAILED_ATTEMPT)
         return _FAILED_ATTEMPT
 
     def settled(self, plan: CallPlan, body: bytes) -> Usage:
         """The usage to settle a successful, complete response with; records statistics."""
-        return self._settle_reported(plan, extract_usage(plan.route.provider, body))
+        usage = self._settle_reported(plan, extract_usage(plan.route.provider, body))
+        self._refunded(plan, usage)
+        return usage
 
     def settled_stream(self, plan: CallPlan, state: StreamUsage) -> Usage:
         """The usage to settle a finished or interrupted stream with.
@@ -541,7 +605,9 @@ class Governor:
         counts where they exceed it): an interrupted stream may have used everything.
         """
         if state.usage is not None and state.final:
-            return self._settle_reported(plan, state.usage)
+            usage = self._settle_reported(plan, state.usage)
+            self._refunded(plan, usage)
+            return usage
         self.stats.add(unsettled_streams=1)
         reserved = plan.usage
         if state.usage is None:

@@ -53,6 +53,8 @@ SCOPE_HEADER: Final = "x-quotaflow-scope"
 
 _EVENT_STREAM: Final = "text/event-stream"
 _UNREAD: Final = RateLimitSnapshot(Provider.GENERIC)  # headers not read for this response
+#: A response's rate-limit snapshot, and the refunds counted when its request was sent.
+_Seen = tuple[RateLimitSnapshot, tuple[int, ...]]
 
 
 def _library(request: object) -> ModuleType:
@@ -260,6 +262,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
     ) -> httpx.Response | float:
         """One attempt: the final response, or the delay before the next attempt."""
         probe = self._governor.probing(plan.scope)
+        mark = self._governor.refunds_mark(plan.scope)
         try:
             response: httpx.Response = await inner.handle_async_request(request)
         except Exception as exc:  # noqa: BLE001 (classified; re-raised unless to be retried)
@@ -271,9 +274,9 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         snapshot = self._snapshot(plan, response)
         await self._learn(plan, snapshot)
         if response.status_code >= 400:  # noqa: PLR2004
-            return await self._failed(response, plan, reservation, snapshot, attempt)
+            return await self._failed(response, plan, reservation, (snapshot, mark), attempt)
         if _EVENT_STREAM in response.headers.get("content-type", ""):
-            return await self._stream(response, plan, reservation, snapshot, probe=probe)
+            return await self._stream(response, plan, reservation, (snapshot, mark), probe=probe)
         try:
             body = await response.aread()
         except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
@@ -287,7 +290,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         if probe and (owed := self._governor.owed(usage)) is not None:
             await self.limiter.debit(plan.scope, owed)  # it was admitted on requests only
         self._governor.stats.add(succeeded=1)
-        await self._correct(plan, snapshot)
+        await self._correct(plan, (snapshot, mark))
         return response
 
     async def _failed(
@@ -295,15 +298,15 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         response: httpx.Response,
         plan: CallPlan,
         reservation: Reservation,
-        snapshot: RateLimitSnapshot,
+        seen: _Seen,
         attempt: int,
     ) -> httpx.Response | float:
         try:
             body = await response.aread()
         finally:
-            await self._settle(reservation, self._governor.failed_attempt())
+            await self._settle(reservation, self._governor.failed_attempt(plan))
         error = self._classify(plan, response.status_code, response.headers, body)
-        delay = await self._after_error(plan, error, snapshot)
+        delay = await self._after_error(plan, error, seen)
         if self._gives_up(error, attempt):
             self._governor.stats.add(failed=1)
             return response
@@ -338,9 +341,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
                     ttl = self._governor.pause_ttl(plan.scope)
                     await self._notes.aput_note(f"pause|{plan.scope}", paused[1], ttl)
 
-    async def _after_error(
-        self, plan: CallPlan, error: ErrorClass, snapshot: RateLimitSnapshot
-    ) -> float:
+    async def _after_error(self, plan: CallPlan, error: ErrorClass, seen: _Seen) -> float:
         """Pause or correct the scope after an error; the backoff before retrying, if any."""
         governor = self._governor
         if error.kind is ErrorKind.QUOTA_EXHAUSTED:
@@ -354,7 +355,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         if error.kind is ErrorKind.RATE_LIMITED:
             status = await self.limiter.status(plan.scope)
             debit, pause = governor.pause_debit(plan, error, status)
-            await self._correct(plan, snapshot)
+            await self._correct(plan, seen, forced=True)
             if debit is not None:
                 await self.limiter.debit(plan.scope, debit)
                 return 0.0  # the next admission waits for the pause, in order
@@ -367,12 +368,13 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
             with contextlib.suppress(Exception):  # learned here regardless
                 await self._notes.aput_note(f"limits|{plan.scope}", note, 86_400.0)
 
-    async def _correct(self, plan: CallPlan, snapshot: RateLimitSnapshot) -> None:
+    async def _correct(self, plan: CallPlan, seen: _Seen, *, forced: bool = False) -> None:
         governor = self._governor
+        snapshot, mark = seen
         if not len(snapshot) or not governor.config.correct_remaining:
             return
         status = await self.limiter.status(plan.scope)
-        debit = governor.correction(plan, snapshot, status)
+        debit = governor.correction(plan, snapshot, status, mark, forced=forced)
         if debit is not None:
             await self.limiter.debit(plan.scope, debit)
 
@@ -381,7 +383,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         response: httpx.Response,
         plan: CallPlan,
         reservation: Reservation,
-        snapshot: RateLimitSnapshot,
+        seen: _Seen,
         *,
         probe: bool,
     ) -> httpx.Response:
@@ -395,11 +397,11 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
             if state.error is not None:
                 governor.stats.error(str(state.error.kind))
                 with contextlib.suppress(QuotaExhaustedError):
-                    await self._after_error(plan, state.error, snapshot)
+                    await self._after_error(plan, state.error, seen)
                 governor.stats.add(failed=1)
             else:
                 governor.stats.add(succeeded=1)
-            await self._correct(plan, snapshot)
+            await self._correct(plan, seen)
 
         accumulator = StreamUsageAccumulator(plan.route.provider, now=_received(self._clock))
         if response.is_closed:  # the body is in memory already (a mock transport, a cache)
@@ -528,6 +530,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
     ) -> httpx.Response | float:
         """One attempt: the final response, or the delay before the next attempt."""
         probe = self._governor.probing(plan.scope)
+        mark = self._governor.refunds_mark(plan.scope)
         try:
             response: httpx.Response = inner.handle_request(request)
         except Exception as exc:  # noqa: BLE001 (classified; re-raised unless to be retried)
@@ -539,9 +542,9 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         snapshot = self._snapshot(plan, response)
         self._learn(plan, snapshot)
         if response.status_code >= 400:  # noqa: PLR2004
-            return self._failed(response, plan, reservation, snapshot, attempt)
+            return self._failed(response, plan, reservation, (snapshot, mark), attempt)
         if _EVENT_STREAM in response.headers.get("content-type", ""):
-            return self._stream(response, plan, reservation, snapshot, probe=probe)
+            return self._stream(response, plan, reservation, (snapshot, mark), probe=probe)
         try:
             body = response.read()
         except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
@@ -555,7 +558,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         if probe and (owed := self._governor.owed(usage)) is not None:
             self.limiter.debit(plan.scope, owed)  # it was admitted on requests only
         self._governor.stats.add(succeeded=1)
-        self._correct(plan, snapshot)
+        self._correct(plan, (snapshot, mark))
         return response
 
     def _failed(
@@ -563,15 +566,15 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         response: httpx.Response,
         plan: CallPlan,
         reservation: SyncReservation,
-        snapshot: RateLimitSnapshot,
+        seen: _Seen,
         attempt: int,
     ) -> httpx.Response | float:
         try:
             body = response.read()
         finally:
-            reservation.settle(self._governor.failed_attempt())
+            reservation.settle(self._governor.failed_attempt(plan))
         error = self._classify(plan, response.status_code, response.headers, body)
-        delay = self._after_error(plan, error, snapshot)
+        delay = self._after_error(plan, error, seen)
         if self._gives_up(error, attempt):
             self._governor.stats.add(failed=1)
             return response
@@ -600,7 +603,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
                     ttl = self._governor.pause_ttl(plan.scope)
                     self._notes.put_note(f"pause|{plan.scope}", paused[1], ttl)
 
-    def _after_error(self, plan: CallPlan, error: ErrorClass, snapshot: RateLimitSnapshot) -> float:
+    def _after_error(self, plan: CallPlan, error: ErrorClass, seen: _Seen) -> float:
         """Pause or correct the scope after an error; the backoff before retrying, if any."""
         governor = self._governor
         if error.kind is ErrorKind.QUOTA_EXHAUSTED:
@@ -614,7 +617,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         if error.kind is ErrorKind.RATE_LIMITED:
             status = self.limiter.status(plan.scope)
             debit, pause = governor.pause_debit(plan, error, status)
-            self._correct(plan, snapshot)
+            self._correct(plan, seen, forced=True)
             if debit is not None:
                 self.limiter.debit(plan.scope, debit)
                 return 0.0  # the next admission waits for the pause, in order
@@ -627,11 +630,13 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
             with contextlib.suppress(Exception):  # learned here regardless
                 self._notes.put_note(f"limits|{plan.scope}", note, 86_400.0)
 
-    def _correct(self, plan: CallPlan, snapshot: RateLimitSnapshot) -> None:
+    def _correct(self, plan: CallPlan, seen: _Seen, *, forced: bool = False) -> None:
         governor = self._governor
+        snapshot, mark = seen
         if not len(snapshot) or not governor.config.correct_remaining:
             return
-        debit = governor.correction(plan, snapshot, self.limiter.status(plan.scope))
+        status = self.limiter.status(plan.scope)
+        debit = governor.correction(plan, snapshot, status, mark, forced=forced)
         if debit is not None:
             self.limiter.debit(plan.scope, debit)
 
@@ -640,7 +645,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         response: httpx.Response,
         plan: CallPlan,
         reservation: SyncReservation,
-        snapshot: RateLimitSnapshot,
+        seen: _Seen,
         *,
         probe: bool,
     ) -> httpx.Response:
@@ -654,11 +659,11 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
             if state.error is not None:
                 governor.stats.error(str(state.error.kind))
                 with contextlib.suppress(QuotaExhaustedError):
-                    self._after_error(plan, state.error, snapshot)
+                    self._after_error(plan, state.error, seen)
                 governor.stats.add(failed=1)
             else:
                 governor.stats.add(succeeded=1)
-            self._correct(plan, snapshot)
+            self._correct(plan, seen)
 
         accumulator = StreamUsageAccumulator(plan.route.provider, now=_received(self._clock))
         if response.is_closed:  # the body is in memory already (a mock transport, a cache)
