@@ -20,7 +20,15 @@ from typing import Any
 
 from _common import Goal, goals_table, machine, table
 
-BENCHMARKS = ("overhead", "saturation", "waiters", "redis_overhead", "distributed")
+BENCHMARKS = (
+    "overhead",
+    "saturation",
+    "waiters",
+    "redis_overhead",
+    "distributed",
+    "client_overhead",
+    "client_http",
+)
 HERE = Path(__file__).resolve().parent
 
 

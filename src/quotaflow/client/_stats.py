@@ -99,6 +99,14 @@ class ClientStats:
         """Record one admission wait."""
         self.waits.append(seconds)  # deque.append is atomic
 
+    def attempt(self, wait: float, *, retry: bool) -> None:
+        """Record one attempt sent after ``wait`` seconds of admission wait."""
+        self.waits.append(wait)
+        with self.lock:
+            self.attempts += 1
+            if retry:
+                self.retries += 1
+
     def reset(self) -> None:
         """Start every counter again from zero."""
         with self.lock:

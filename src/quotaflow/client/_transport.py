@@ -244,8 +244,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
             reservation = await self.limiter.acquire(
                 plan.scopes, plan.usage, timeout=self.config.acquire_timeout
             )
-            stats.waited(reservation.wait_time)
-            stats.add(attempts=1, retries=1 if attempt else 0)
+            stats.attempt(reservation.wait_time, retry=attempt > 0)
             outcome = await self._attempt(request, plan, inner, reservation, attempt)
             if not isinstance(outcome, float):
                 return outcome
@@ -289,7 +288,6 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         await self._settle(reservation, usage)
         if probe and (owed := self._governor.owed(usage)) is not None:
             await self.limiter.debit(plan.scope, owed)  # it was admitted on requests only
-        self._governor.stats.add(succeeded=1)
         await self._correct(plan, (snapshot, mark))
         return response
 
@@ -511,8 +509,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
             reservation = self.limiter.acquire(
                 plan.scopes, plan.usage, timeout=self.config.acquire_timeout
             )
-            stats.waited(reservation.wait_time)
-            stats.add(attempts=1, retries=1 if attempt else 0)
+            stats.attempt(reservation.wait_time, retry=attempt > 0)
             outcome = self._attempt(request, plan, inner, reservation, attempt)
             if not isinstance(outcome, float):
                 return outcome
@@ -557,7 +554,6 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         reservation.settle(usage)
         if probe and (owed := self._governor.owed(usage)) is not None:
             self.limiter.debit(plan.scope, owed)  # it was admitted on requests only
-        self._governor.stats.add(succeeded=1)
         self._correct(plan, (snapshot, mark))
         return response
 

@@ -41,6 +41,7 @@ class _History:
     ratios: deque[float]
     outputs: deque[int]
     learned: LearnedModel | None = field(default=None)
+    stale: int = 0  # observations since ``learned`` was computed
 
 
 class UsageLearner:
@@ -91,6 +92,7 @@ class UsageLearner:
         self._window = window
         self._min_samples = min_samples
         self._max_models = max_models
+        self._refresh = max(1, window // 32)
         self._models: OrderedDict[str, _History] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -118,7 +120,11 @@ class UsageLearner:
             if ratio is not None:
                 history.ratios.append(ratio)
             history.outputs.append(actual.output_tokens)
-            history.learned = None
+            history.stale += 1
+            # Quantiles of a full window move slowly: recompute them (two sorts of the
+            # window) every ``window / 32`` observations, not on every one.
+            if history.learned is None or history.stale >= self._refresh:
+                history.learned = None
 
     def learned(self, model: str | None) -> LearnedModel:
         """What was learned about ``model`` (defaults until ``min_samples`` settlements)."""
@@ -127,8 +133,9 @@ class UsageLearner:
             history = None if key is None else self._models.get(key)
             if history is None:
                 return LearnedModel()
-            if history.learned is None:
+            if history.learned is None or history.learned.samples < self._min_samples:
                 history.learned = self._summarise(history)
+                history.stale = 0
             return history.learned
 
     def _summarise(self, history: _History) -> LearnedModel:
@@ -152,11 +159,13 @@ class UsageLearner:
         cap = estimate.max_output_tokens
         if output is None or (cap is not None and output > cap):
             output = cap
-        return replace(
-            estimate,
-            input_tokens=math.ceil(estimate.input_tokens * learned.input_ratio),
-            output_tokens=output,
+        ratio = learned.input_ratio
+        input_tokens = (
+            estimate.input_tokens if ratio == 1.0 else math.ceil(estimate.input_tokens * ratio)
         )
+        if input_tokens == estimate.input_tokens and output == estimate.output_tokens:
+            return estimate
+        return replace(estimate, input_tokens=input_tokens, output_tokens=output)
 
 
 def _key(model: str | None) -> str | None:
