@@ -25,7 +25,7 @@ def as_json(body: object) -> object:
         if len(body) > MAX_BODY_BYTES:
             return None
         try:
-            body = bytes(body).decode("utf-8")
+            body = (body if type(body) is bytes else bytes(body)).decode("utf-8")
         except UnicodeDecodeError:
             return None
     if isinstance(body, str):
@@ -42,7 +42,11 @@ def as_json(body: object) -> object:
 def get(data: object, *path: str | int) -> object:
     """Follow ``path`` through nested mappings and lists; ``None`` where it breaks."""
     for step in path:
-        if isinstance(step, str) and isinstance(data, Mapping):
+        # Decoded JSON (a dict and a str key) is the common case: checked first, without the
+        # slower isinstance against the Mapping ABC.
+        if (type(data) is dict and type(step) is str) or (
+            isinstance(step, str) and isinstance(data, Mapping)
+        ):
             data = data.get(step)
         elif isinstance(step, int) and isinstance(data, list) and -len(data) <= step < len(data):
             data = data[step]

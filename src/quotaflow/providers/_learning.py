@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from quotaflow._errors import ConfigurationError
+from quotaflow.providers._estimate import Estimate
 
 if TYPE_CHECKING:
-    from quotaflow.providers._estimate import Estimate
     from quotaflow.providers._usage import ReportedUsage
 
 __all__ = ["LearnedModel", "UsageLearner"]
@@ -165,7 +165,15 @@ class UsageLearner:
         )
         if input_tokens == estimate.input_tokens and output == estimate.output_tokens:
             return estimate
-        return replace(estimate, input_tokens=input_tokens, output_tokens=output)
+        return Estimate(  # not dataclasses.replace: this runs on every governed call
+            input_tokens,
+            estimate.max_output_tokens,
+            output,
+            estimate.exact,
+            estimate.counter,
+            estimate.images,
+            estimate.model,
+        )
 
 
 def _key(model: str | None) -> str | None:
