@@ -17,8 +17,8 @@ from quotaflow._errors import (
     StoreUnavailableError,
 )
 from quotaflow._events import EventKind, Hook, LimiterEvent
-from quotaflow._logs import JsonFormatter, configure_logging
 from quotaflow._limiter import Limiter, Reservation
+from quotaflow._logs import JsonFormatter, configure_logging
 from quotaflow._status import Decision, LimitStatus, ScopeStatus
 from quotaflow._sync_limiter import SyncLimiter, SyncReservation
 from quotaflow.core import (

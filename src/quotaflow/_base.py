@@ -15,8 +15,8 @@ from quotaflow._status import Decision, LimitStatus, ScopeStatus
 from quotaflow._table import LimitTable, Scopes
 from quotaflow._waiting import WaitingRoom
 from quotaflow.core import NS_PER_SECOND, Claim, Limit, LimitSnapshot, Rate, ReserveResult, Usage
-from quotaflow.core._usage import usage_index
 from quotaflow.core._usage import make_usage as new_usage
+from quotaflow.core._usage import usage_index
 from quotaflow.stores import FailoverStore, FaultMode, FaultPolicy, MemoryStore, open_store
 
 __all__ = ["LimiterBase", "ReservationBase", "make_usage", "new_usage", "timeout_ns"]

@@ -16,14 +16,14 @@ from quotaflow import (
 )
 
 EXPECTED = {
-    "AcquireTimeoutError", "AsyncStore", "BoundLimit", "CapacityExceededError",
-    "Clock", "Concurrency", "ConfigurationError", "Decision", "EventKind", "Hook",
-    "InvalidUsageError", "JsonFormatter", "Limit", "LimitStatus", "Limiter", "LimiterEvent", "MemoryStore",
-    "Metric", "Quota", "QuotaExhaustedError", "QuotaPeriod", "QuotaflowError", "Rate", "Reservation", "ReservationError",
-    "ScopeStatus", "Store", "StoreError", "StoreUnavailableError", "SyncLimiter",
-    "SyncReservation", "SystemClock", "Usage",
-    "__version__", "concurrency", "configure_logging", "cost_per_day", "cost_per_hour", "daily_quota", "itpm",
-    "monthly_quota", "otpm", "rpd", "rpm", "rps", "tpd", "tpm",
+    "AcquireTimeoutError", "AsyncStore", "BoundLimit", "CapacityExceededError", "Clock",
+    "Concurrency", "ConfigurationError", "Decision", "EventKind", "Hook", "InvalidUsageError",
+    "JsonFormatter", "Limit", "LimitStatus", "Limiter", "LimiterEvent", "MemoryStore", "Metric",
+    "Quota", "QuotaExhaustedError", "QuotaPeriod", "QuotaflowError", "Rate", "Reservation",
+    "ReservationError", "ScopeStatus", "Store", "StoreError", "StoreUnavailableError",
+    "SyncLimiter", "SyncReservation", "SystemClock", "Usage", "concurrency", "configure_logging",
+    "cost_per_day", "cost_per_hour", "daily_quota", "itpm", "monthly_quota", "otpm", "rpd", "rpm",
+    "rps", "tpd", "tpm", "__version__"
 }  # fmt: skip
 
 
