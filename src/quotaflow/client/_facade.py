@@ -319,11 +319,19 @@ class ChatLimiter:
 
     def get_current_limits(self) -> dict[str, ScopeStatus]:
         """Every governed scope's limits in force, use and remaining capacity."""
-        scopes = set()
+        limits: dict[str, tuple[Limit, ...]] = {}
         for transport in (self._async_transport, self._sync_transport):
             if transport is not None:
-                scopes.update(transport.governor.scopes())
-        return {scope: self._sync_limiter.status(scope) for scope in sorted(scopes)}
+                for scope in transport.governor.scopes():
+                    limits[scope] = transport.limiter.limits_of(scope)
+        # Both flavours share one store: read it through the sync limiter, which must know
+        # the limits the async one learned.
+        current = {}
+        for scope in sorted(limits):
+            if self._sync_limiter.limits_of_or_none(scope) != limits[scope]:
+                self._sync_limiter.set_limits(scope, limits[scope])
+            current[scope] = self._sync_limiter.status(scope)
+        return current
 
     def get_usage(self) -> StatsSnapshot:
         """Calls, retries, provider 429s, waits, tokens and cost since the last reset."""
