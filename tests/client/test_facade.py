@@ -16,8 +16,10 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[EmulatorServer]:
-    config = EmulatorConfig(openai_rpm=600, openai_tpm=200_000, anthropic_rpm=600,
-                            anthropic_itpm=200_000, anthropic_otpm=100_000, latency=0.0)  # fmt: skip
+    config = EmulatorConfig(
+        openai_rpm=600, openai_tpm=200_000, anthropic_rpm=600, anthropic_itpm=200_000,
+        anthropic_otpm=100_000, latency=0.0,
+    )  # fmt: skip
     with EmulatorServer(config) as server:
         yield server
 
