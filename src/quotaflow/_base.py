@@ -134,10 +134,7 @@ class LimiterBase:
 
     def limits_of_or_none(self, scope: str) -> tuple[Limit, ...] | None:
         """The limits that apply to ``scope``, or ``None`` when none are configured."""
-        try:
-            return self._table.limits_of(scope)
-        except ConfigurationError:
-            return None
+        return self._table.limits_of_or_none(scope)
 
     def _debit_claims(self, scope: str, usage: Usage) -> list[Claim]:
         """Zero claims on the rolling rates of ``scope`` that ``usage`` charges."""

@@ -105,6 +105,13 @@ class LimitTable:
             f"no limits are configured for scope {scope!r} (configured: {known})"
         )
 
+    def limits_of_or_none(self, scope: str) -> tuple[Limit, ...] | None:
+        """The limits that apply to ``scope``, or ``None`` when none are configured."""
+        try:
+            return self.limits_of(scope)
+        except ConfigurationError:
+            return None
+
     def resolve(self, scopes: Scopes) -> Route:
         """Return the route (scopes and their limits) of a request; cached."""
         try:

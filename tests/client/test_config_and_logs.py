@@ -59,6 +59,7 @@ def test_variables_are_read_and_code_wins() -> None:
         ("QUOTAFLOW_HEADROM", "0.9", "unknown variable QUOTAFLOW_HEADROM"),
         ("QUOTAFLOW_DEFAULT_PAUSE", "-3", "default_pause must be non-negative"),
         ("QUOTAFLOW_SCOPE", "{provider}:{user}", "scope must be a template"),
+        ("QUOTAFLOW_SCOPE", "{provider}}x", "scope must be a template"),
     ],
 )
 def test_bad_variables_are_refused_with_their_name(name: str, value: str, message: str) -> None:

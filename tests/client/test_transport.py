@@ -177,8 +177,9 @@ def test_a_provider_reporting_less_left_corrects_the_store() -> None:
 
 def test_refunds_after_the_provider_stamped_its_headers_are_not_foreign_usage() -> None:
     clock = FakeClock()
-    limiter = SyncLimiter({"openai:gpt-4o": [rpm(600), tpm(100_000)]}, clock=clock)
-    governor = Governor(ClientConfig(), limiter, clock)
+    limits = {"openai:gpt-4o": (rpm(600), tpm(100_000))}
+    limiter = SyncLimiter(limits, clock=clock)
+    governor = Governor(ClientConfig(limits=limits), limiter, clock)
     route = route_request("POST", "api.openai.com", "/v1/chat/completions",
                           json.dumps(CHAT).encode(), None)  # fmt: skip
     assert route is not None

@@ -1,7 +1,7 @@
 """How the governed client behaves: in code, or from ``QUOTAFLOW_*`` environment variables.
 
 Every option has a default that suits a first run against a real provider; the environment
-overrides the defaults and code overrides both (``ClientConfig.from_env(max_retries=2)``).
+overrides the defaults and code overrides both (``ClientConfig.from_env(headroom=0.95)``).
 Every value is validated where it is read, and a bad one raises
 :class:`~quotaflow.ConfigurationError` naming the variable and the value.
 """
@@ -145,7 +145,7 @@ class ClientConfig:
         if self.provider is not None:
             set_(self, "provider", _provider(self.provider))
         set_(self, "limits", _limits_mapping(self.limits))
-        if "{" in self.scope.replace("{provider}", "").replace("{model}", ""):
+        if not isinstance(self.scope, str) or not _valid_template(self.scope):
             raise ConfigurationError(
                 f"scope must be a template over {{provider}} and {{model}}, got {self.scope!r}"
             )
@@ -258,6 +258,14 @@ def _parse_scoped_limits(text: str) -> dict[str, tuple[Limit, ...]]:
             raise ConfigurationError(f"expected 'scope=rpm:500,...' in {part!r}")
         scoped[scope.strip()] = parse_limits(spec)
     return scoped
+
+
+def _valid_template(template: str) -> bool:
+    try:
+        formatted = template.format(provider="p", model="m")
+    except (KeyError, IndexError, ValueError):
+        return False
+    return bool(formatted)
 
 
 def _bool(text: str) -> bool:

@@ -8,6 +8,8 @@ across workers through a store, retries by error class, nothing leaked.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,7 +22,7 @@ from quotaflow._errors import ConfigurationError
 from quotaflow._limiter import Limiter
 from quotaflow._status import ScopeStatus
 from quotaflow._sync_limiter import SyncLimiter
-from quotaflow.client._config import ClientConfig
+from quotaflow.client._config import ENV_PREFIX, ClientConfig
 from quotaflow.client._stats import ClientStats, StatsSnapshot
 from quotaflow.client._transport import AsyncQuotaflowTransport, QuotaflowTransport
 from quotaflow.core import Limit
@@ -172,16 +174,7 @@ class ChatLimiter:
         self.provider_config = pc = provider_config
         self.api_key = api_key if api_key is not None else os.environ.get(pc.api_key_env)
         self.base_url = (base_url or pc.base_url).rstrip("/")
-        base = config if config is not None else ClientConfig.from_env()
-        self.config = replace(
-            base,
-            provider=pc.provider,
-            default_limits=base.default_limits or pc.default_limits(),
-            headroom=min(base.headroom, pc.request_buffer_ratio),
-            token_headroom=pc.token_buffer_ratio,
-            retry=replace(base.retry, max_retries=pc.max_retries, base=pc.base_backoff)
-            if config is None else base.retry,
-        )  # fmt: skip
+        self.config = _with_provider_defaults(config, pc)
         # One store for both flavours, so sync and async calls share the limits.
         store = open_store(self.config.store) if self.config.store else MemoryStore()
         limits = dict(self.config.limits)
@@ -195,6 +188,13 @@ class ChatLimiter:
         )  # fmt: skip
         self._store = store
         self._timeout = timeout
+        if http_client is not None and not (
+            _is_sync_client(http_client) or _is_async_client(http_client)
+        ):
+            raise ConfigurationError(
+                "http_client must be an httpx (or httpx2) Client or AsyncClient, "
+                f"got {http_client!r}"
+            )
         self._user_client = http_client
         self._async: Any = None
         self._sync: Any = None
@@ -216,6 +216,11 @@ class ChatLimiter:
     def _async_client(self) -> Any:  # noqa: ANN401
         if self._async is None:
             user = self._user_client
+            if user is not None and not _is_async_client(user):
+                raise ConfigurationError(
+                    "async calls need an AsyncClient as http_client; this ChatLimiter was "
+                    f"given {user!r} (use the *_sync methods with it)"
+                )
             inner = _ClientTransport(user) if _is_async_client(user) else None
             library = _library_of(user) if inner is not None else httpx
             self._async_transport = AsyncQuotaflowTransport(
@@ -233,6 +238,11 @@ class ChatLimiter:
     def _sync_client(self) -> Any:  # noqa: ANN401
         if self._sync is None:
             user = self._user_client
+            if user is not None and not _is_sync_client(user):
+                raise ConfigurationError(
+                    "sync calls need a Client as http_client; this ChatLimiter was given "
+                    f"{user!r} (use the async methods with it)"
+                )
             inner = _ClientTransport(user) if _is_sync_client(user) else None
             library = _library_of(user) if inner is not None else httpx
             self._sync_transport = QuotaflowTransport(
@@ -344,13 +354,17 @@ class ChatLimiter:
     # Lifecycle -------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
-        """Close the clients this limiter made (not the caller's ``http_client``)."""
+        """Close the clients this limiter made (not the caller's ``http_client``), the store."""
         if self._async is not None:
             await self._async.aclose()
-        self.close()
+            self._async = None
+        if self._sync is not None:
+            self._sync.close()
+            self._sync = None
+        await self._store.aclose()
 
     def close(self) -> None:
-        """Close the sync client and the store."""
+        """Close the sync client and the store (use :meth:`aclose` after async calls)."""
         if self._sync is not None:
             self._sync.close()
             self._sync = None
@@ -379,6 +393,35 @@ class ChatLimiter:
         self.close()
 
 
+def _with_provider_defaults(config: ClientConfig | None, pc: ProviderConfig) -> ClientConfig:
+    """The client options: code, then ``QUOTAFLOW_*`` variables, then the provider's defaults.
+
+    The provider config fills what neither code nor the environment set: default limits,
+    retries, backoff and the buffer ratios (headroom).
+    """
+    if config is not None:
+        return replace(
+            config,
+            provider=pc.provider,
+            default_limits=config.default_limits or pc.default_limits(),
+        )
+    env = {k[len(ENV_PREFIX) :].lower() for k in os.environ if k.startswith(ENV_PREFIX)}
+    base = ClientConfig.from_env()
+    retry = base.retry
+    if "max_retries" not in env:
+        retry = replace(retry, max_retries=pc.max_retries)
+    if "retry_base" not in env:
+        retry = replace(retry, base=pc.base_backoff)
+    return replace(
+        base,
+        provider=pc.provider,
+        default_limits=base.default_limits or pc.default_limits(),
+        headroom=base.headroom if "headroom" in env else pc.request_buffer_ratio,
+        token_headroom=base.token_headroom if "token_headroom" in env else pc.token_buffer_ratio,
+        retry=retry,
+    )
+
+
 class _ClientTransport:
     """An inner transport that sends through a caller's client (keeping its settings)."""
 
@@ -399,17 +442,22 @@ class _ClientTransport:
 
 
 def _library_of(client: object) -> Any:  # noqa: ANN401
-    import importlib  # noqa: PLC0415
-
     return importlib.import_module(type(client).__module__.split(".", 1)[0])
 
 
+def _client_classes(name: str) -> tuple[type, ...]:
+    classes: list[type] = [getattr(httpx, name)]
+    with contextlib.suppress(ImportError):
+        classes.append(getattr(importlib.import_module("httpx2"), name))
+    return tuple(classes)
+
+
 def _is_async_client(client: object) -> bool:
-    return client is not None and type(client).__name__ == "AsyncClient"
+    return isinstance(client, _client_classes("AsyncClient"))
 
 
 def _is_sync_client(client: object) -> bool:
-    return client is not None and type(client).__name__ == "Client"
+    return isinstance(client, _client_classes("Client"))
 
 
 def _text_of(data: object) -> str:

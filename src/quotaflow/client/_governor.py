@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 
 from quotaflow._errors import QuotaExhaustedError
 from quotaflow._logs import LogThrottle
+from quotaflow._table import LimitTable
 from quotaflow.client._config import ClientConfig
 from quotaflow.client._openrouter import OpenRouterKey
 from quotaflow.client._routing import Route
@@ -55,8 +56,8 @@ __all__ = ["CallPlan", "Governor", "default_limits"]
 
 _log = logging.getLogger("quotaflow.client")
 
-#: Seconds learned limits stay in the store (refreshed by every response that carries them).
-_LIMITS_NOTE_TTL: Final = 86_400.0
+#: Seconds learned limits stay in the store (written again whenever they change).
+LIMITS_NOTE_TTL: Final = 86_400.0
 #: Seconds between two reads of a scope's pause note from the store.
 _PAUSE_CHECK: Final = 1.0
 #: Anthropic rounds token ``remaining`` to the nearest thousand.
@@ -121,7 +122,6 @@ class _Scope:
     # Recent excesses seen (time, {metric: units}): a correction needs them to persist.
     excesses: list[tuple[float, dict[Metric, int]]] = field(default_factory=list)
     saturated: bool = False
-    costs: dict[tuple[str, ...], bool] = field(default_factory=dict)
 
 
 class Governor:
@@ -141,6 +141,8 @@ class Governor:
         self.log = LogThrottle(_log, config.log_interval)
         self._scopes: dict[str, _Scope] = {}
         self._clock = clock
+        self._configured = LimitTable(config.limits)
+        self._costs: dict[str, bool] = {}
         self._models: dict[
             tuple[Provider, str | None], tuple[str, AccountingRule, TokenCounter]
         ] = {}
@@ -167,7 +169,7 @@ class Governor:
         else:
             usage = Usage(requests=1)
         scopes = (scope, *(s for s in extra_scopes if s != scope))
-        if self._pricing and estimate is not None and self._counts_cost(scope, scopes):
+        if self._pricing and estimate is not None and self._counts_cost(scopes):
             cost = self._price(model, usage.input_tokens, usage.output_tokens, provider)
             usage = Usage(
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=cost
@@ -194,19 +196,22 @@ class Governor:
             self._models[key] = found
         return found
 
-    def _counts_cost(self, scope: str, scopes: tuple[str, ...]) -> bool:
-        state = self._scopes.get(scope)
-        if state is None:
-            return False
-        known = state.costs.get(scopes)
-        if known is None:
-            known = any(
-                limit.metric is Metric.COST
-                for name in scopes
-                for limit in self.limiter.limits_of(name)
-            )
-            state.costs[scopes] = known
-        return known
+    def _counts_cost(self, scopes: tuple[str, ...]) -> bool:
+        """Whether any limit of ``scopes`` counts cost (so the reservation must be priced)."""
+        costs = self._costs
+        for name in scopes:
+            known = costs.get(name)
+            if known is None:
+                limits = self.limiter.limits_of_or_none(name)
+                if limits is None:  # a provider scope not registered yet: what is configured
+                    limits = self._configured.limits_of_or_none(name) or ()
+                known = any(limit.metric is Metric.COST for limit in limits)
+                if len(costs) > _MAX_MODELS:
+                    costs.clear()
+                costs[name] = known
+            if known:
+                return True
+        return False
 
     # Scope limits --------------------------------------------------------------------------
 
@@ -236,8 +241,10 @@ class Governor:
     def _state(self, scope: str, provider: Provider = Provider.GENERIC) -> _Scope:
         state = self._scopes.get(scope)
         if state is None:
+            # What the user configured, not what the limiter holds now: another governor
+            # sharing the limiter may have registered its defaults or its probe there.
             try:
-                configured: tuple[Limit, ...] | None = self.limiter.limits_of(scope)
+                configured: tuple[Limit, ...] | None = self._configured.limits_of(scope)
             except ValueError:
                 configured = None
             state = self._scopes[scope] = _Scope(provider, configured)
@@ -247,7 +254,7 @@ class Governor:
         limits = self._effective(state)
         if limits != state.registered:
             state.registered = limits
-            state.costs.clear()
+            self._costs.pop(scope, None)
             self.limiter.set_limits(scope, limits)
 
     def _effective(self, state: _Scope) -> tuple[Limit, ...]:
@@ -371,13 +378,15 @@ class Governor:
         status: ScopeStatus,
         mark: tuple[int, ...] = _NO_REFUNDS,
         *,
+        sent: float | None = None,
         forced: bool = False,
     ) -> Usage | None:
         """Usage the provider counted that the store does not know of, if beyond tolerance.
 
         The provider stamped its headers when the call arrived; refunds settled since the
         call was sent (``mark``) are added back, since the provider's figure still held
-        them. What remains must exceed the tolerance on every reading over
+        them, and so is what the bucket refilled since ``sent`` (a slow call's headers are
+        old). What remains must exceed the tolerance on every reading over
         ``_CORRECTION_READINGS`` consecutive checks (timing noise comes and goes; another
         application's usage stays), and the smallest excess is charged. A 429 (``forced``)
         is the provider saying it is out: its excess is charged at once.
@@ -386,6 +395,7 @@ class Governor:
             return None
         state = self._state(plan.scope)
         refunds_since = [now - then for now, then in zip(state.refunded, mark, strict=False)]
+        elapsed = max(0.0, self._time() - sent) if sent is not None else 0.0
         excess: dict[Metric, int] = {}
         for reported in snapshot:
             if reported.limit is None or reported.remaining is None or reported.name:
@@ -400,6 +410,9 @@ class Governor:
                 tolerance += _ANTHROPIC_ROUNDING
             index = usage_index(reported.metric)
             known = ours.used + (refunds_since[index] if index < len(refunds_since) else 0)
+            rate = ours.limit
+            if elapsed and isinstance(rate, Rate):
+                known += math.ceil(elapsed * rate.refill / rate.period)
             missing = provider_used - known
             if missing > tolerance:
                 excess[reported.metric] = max(excess.get(reported.metric, 0), missing)

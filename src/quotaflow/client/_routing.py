@@ -60,8 +60,9 @@ def route_request(
     """
     if method != "POST":
         return None
-    found = next((e for e in _ENDPOINTS if path.rstrip("/").endswith(e[0])), None)
-    if found is None:
+    path = path.rstrip("/")
+    found = next((e for e in _ENDPOINTS if path.endswith(e[0])), None)
+    if found is None or "/threads/" in path:  # OpenAI's Assistants threads are not completions
         return None
     _, endpoint, family = found
     if provider is None:

@@ -95,10 +95,6 @@ class ClientStats:
         with self.lock:
             self.errors[kind] += 1
 
-    def waited(self, seconds: float) -> None:
-        """Record one admission wait."""
-        self.waits.append(seconds)  # deque.append is atomic
-
     def attempt(self, wait: float, *, retry: bool) -> None:
         """Record one attempt sent after ``wait`` seconds of admission wait."""
         self.waits.append(wait)

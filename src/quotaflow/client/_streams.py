@@ -13,11 +13,10 @@ one that matches the stream they wrap.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, Final
 
 import httpx
 
@@ -29,6 +28,9 @@ try:  # the official SDKs are built on httpx2: support its responses too
     _httpx2: ModuleType | None = importlib.import_module("httpx2")
 except ImportError:  # pragma: no cover - httpx2 is optional
     _httpx2 = None
+
+#: Seconds a cancelled reader waits for the stream's settlement to land before it goes on.
+_SETTLE_GRACE: Final = 5.0
 
 SyncFinish = Callable[[StreamUsage], None]
 AsyncFinish = Callable[[StreamUsage], Awaitable[None]]
@@ -100,12 +102,12 @@ class GovernedAsyncStream(httpx.AsyncByteStream):
         if finish is None:
             return
         task = asyncio.ensure_future(finish(self._accumulator.close()))
-        # Shielded: a cancellation of the reader must not leave the reservation unsettled.
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
+            # Shielded: a cancellation of the reader must not leave the reservation unsettled.
             await asyncio.shield(task)
-        error = task.exception() if task.done() and not task.cancelled() else None
-        if error is not None:
-            raise error
+        except asyncio.CancelledError:
+            await asyncio.wait([task], timeout=_SETTLE_GRACE)  # let it land, then pass it on
+            raise
 
 
 _Httpx2SyncStream: type[GovernedSyncStream] = GovernedSyncStream

@@ -26,6 +26,7 @@ from quotaflow._errors import ConfigurationError, QuotaExhaustedError
 from quotaflow._limiter import Limiter, Reservation
 from quotaflow._sync_limiter import SyncLimiter, SyncReservation
 from quotaflow.client._config import ClientConfig
+from quotaflow.client._governor import LIMITS_NOTE_TTL as _LIMITS_NOTE_TTL
 from quotaflow.client._governor import CallPlan, Governor
 from quotaflow.client._openrouter import key_url, parse_key_info
 from quotaflow.client._routing import route_request
@@ -53,8 +54,9 @@ SCOPE_HEADER: Final = "x-quotaflow-scope"
 
 _EVENT_STREAM: Final = "text/event-stream"
 _UNREAD: Final = RateLimitSnapshot(Provider.GENERIC)  # headers not read for this response
-#: A response's rate-limit snapshot, and the refunds counted when its request was sent.
-_Seen = tuple[RateLimitSnapshot, tuple[int, ...]]
+#: A response's rate-limit snapshot, the refunds counted when its request was sent, and when
+#: it was sent (seconds on the transport's clock).
+_Seen = tuple[RateLimitSnapshot, tuple[int, ...], float]
 
 
 def _library(request: object) -> ModuleType:
@@ -181,6 +183,11 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
     ) -> None:
         super().__init__(transport, config, clock)
         config = self.config
+        if limiter is not None and not isinstance(limiter, Limiter):
+            raise ConfigurationError(
+                f"AsyncQuotaflowTransport needs an asyncio Limiter, got {limiter!r} "
+                "(QuotaflowTransport takes a SyncLimiter)"
+            )
         self._owns_limiter = limiter is None
         self.limiter = limiter or Limiter(
             dict(config.limits), store=config.store, clock=self._clock,
@@ -208,6 +215,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         )
         inner = self._inner_for(request)
         if route is None:
+            _pop_scopes(request.headers)  # never forwarded, governed or not
             response: httpx.Response = await inner.handle_async_request(request)
             return response
         governor = self._governor
@@ -262,6 +270,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         """One attempt: the final response, or the delay before the next attempt."""
         probe = self._governor.probing(plan.scope)
         mark = self._governor.refunds_mark(plan.scope)
+        sent = self._clock.now_ns() / 1e9
         try:
             response: httpx.Response = await inner.handle_async_request(request)
         except Exception as exc:  # noqa: BLE001 (classified; re-raised unless to be retried)
@@ -270,12 +279,18 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         except BaseException:
             await self._settle(reservation, plan.usage)
             raise
-        snapshot = self._snapshot(plan, response)
-        await self._learn(plan, snapshot)
+        try:
+            snapshot = self._snapshot(plan, response)
+            await self._learn(plan, snapshot)
+        except BaseException:  # a cancellation while storing a note: nothing may stay held
+            await self._settle(reservation, plan.usage)
+            await response.aclose()
+            raise
+        seen = (snapshot, mark, sent)
         if response.status_code >= 400:  # noqa: PLR2004
-            return await self._failed(response, plan, reservation, (snapshot, mark), attempt)
+            return await self._failed(response, plan, reservation, seen, attempt)
         if _EVENT_STREAM in response.headers.get("content-type", ""):
-            return await self._stream(response, plan, reservation, (snapshot, mark), probe=probe)
+            return await self._stream(response, plan, reservation, seen, probe=probe)
         try:
             body = await response.aread()
         except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
@@ -288,7 +303,7 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         await self._settle(reservation, usage)
         if probe and (owed := self._governor.owed(usage)) is not None:
             await self.limiter.debit(plan.scope, owed)  # it was admitted on requests only
-        await self._correct(plan, (snapshot, mark))
+        await self._correct(plan, seen)
         return response
 
     async def _failed(
@@ -301,13 +316,18 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
     ) -> httpx.Response | float:
         try:
             body = await response.aread()
-        finally:
+        except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
             await self._settle(reservation, self._governor.failed_attempt(plan))
+            return self._delay(self._network_error(plan, exc, attempt), attempt)
+        finally:
+            if not reservation.done:
+                await self._settle(reservation, self._governor.failed_attempt(plan))
         error = self._classify(plan, response.status_code, response.headers, body)
-        delay = await self._after_error(plan, error, seen)
         if self._gives_up(error, attempt):
+            await self._after_error(plan, error, seen, attempt)
             self._governor.stats.add(failed=1)
             return response
+        delay = await self._after_error(plan, error, seen, attempt)
         await response.aclose()
         return delay
 
@@ -334,12 +354,14 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         if self._notes is not None:
             with contextlib.suppress(Exception):  # learned here regardless
                 if note is not None:
-                    await self._notes.aput_note(f"limits|{plan.scope}", note, 86_400.0)
+                    await self._notes.aput_note(f"limits|{plan.scope}", note, _LIMITS_NOTE_TTL)
                 if paused is not None:
                     ttl = self._governor.pause_ttl(plan.scope)
                     await self._notes.aput_note(f"pause|{plan.scope}", paused[1], ttl)
 
-    async def _after_error(self, plan: CallPlan, error: ErrorClass, seen: _Seen) -> float:
+    async def _after_error(
+        self, plan: CallPlan, error: ErrorClass, seen: _Seen, attempt: int = 0
+    ) -> float:
         """Pause or correct the scope after an error; the backoff before retrying, if any."""
         governor = self._governor
         if error.kind is ErrorKind.QUOTA_EXHAUSTED:
@@ -351,28 +373,28 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
                     )
             raise exhausted
         if error.kind is ErrorKind.RATE_LIMITED:
+            await self._correct(plan, seen, forced=True)  # first: the pause counts from there
             status = await self.limiter.status(plan.scope)
             debit, pause = governor.pause_debit(plan, error, status)
-            await self._correct(plan, seen, forced=True)
             if debit is not None:
                 await self.limiter.debit(plan.scope, debit)
                 return 0.0  # the next admission waits for the pause, in order
             return pause
-        return self._delay(error, 0) if error.retryable else 0.0
+        return self._delay(error, attempt) if error.retryable else 0.0
 
     async def _learn(self, plan: CallPlan, snapshot: RateLimitSnapshot) -> None:
         note = self._governor.learn(plan, snapshot)
         if note is not None and self._notes is not None:
             with contextlib.suppress(Exception):  # learned here regardless
-                await self._notes.aput_note(f"limits|{plan.scope}", note, 86_400.0)
+                await self._notes.aput_note(f"limits|{plan.scope}", note, _LIMITS_NOTE_TTL)
 
     async def _correct(self, plan: CallPlan, seen: _Seen, *, forced: bool = False) -> None:
         governor = self._governor
-        snapshot, mark = seen
+        snapshot, mark, sent = seen
         if not len(snapshot) or not governor.config.correct_remaining:
             return
         status = await self.limiter.status(plan.scope)
-        debit = governor.correction(plan, snapshot, status, mark, forced=forced)
+        debit = governor.correction(plan, snapshot, status, mark, sent=sent, forced=forced)
         if debit is not None:
             await self.limiter.debit(plan.scope, debit)
 
@@ -447,6 +469,11 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
     ) -> None:
         super().__init__(transport, config, clock)
         config = self.config
+        if limiter is not None and not isinstance(limiter, SyncLimiter):
+            raise ConfigurationError(
+                f"QuotaflowTransport needs a SyncLimiter, got {limiter!r} "
+                "(AsyncQuotaflowTransport takes a Limiter)"
+            )
         self._owns_limiter = limiter is None
         self.limiter = limiter or SyncLimiter(
             dict(config.limits), store=config.store, clock=self._clock,
@@ -473,6 +500,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         )
         inner = self._inner_for(request)
         if route is None:
+            _pop_scopes(request.headers)  # never forwarded, governed or not
             response: httpx.Response = inner.handle_request(request)
             return response
         governor = self._governor
@@ -528,6 +556,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         """One attempt: the final response, or the delay before the next attempt."""
         probe = self._governor.probing(plan.scope)
         mark = self._governor.refunds_mark(plan.scope)
+        sent = self._clock.now_ns() / 1e9
         try:
             response: httpx.Response = inner.handle_request(request)
         except Exception as exc:  # noqa: BLE001 (classified; re-raised unless to be retried)
@@ -536,12 +565,18 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         except BaseException:
             reservation.settle(plan.usage)
             raise
-        snapshot = self._snapshot(plan, response)
-        self._learn(plan, snapshot)
+        try:
+            snapshot = self._snapshot(plan, response)
+            self._learn(plan, snapshot)
+        except BaseException:  # an interruption while storing a note: nothing may stay held
+            reservation.settle(plan.usage)
+            response.close()
+            raise
+        seen = (snapshot, mark, sent)
         if response.status_code >= 400:  # noqa: PLR2004
-            return self._failed(response, plan, reservation, (snapshot, mark), attempt)
+            return self._failed(response, plan, reservation, seen, attempt)
         if _EVENT_STREAM in response.headers.get("content-type", ""):
-            return self._stream(response, plan, reservation, (snapshot, mark), probe=probe)
+            return self._stream(response, plan, reservation, seen, probe=probe)
         try:
             body = response.read()
         except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
@@ -554,7 +589,7 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         reservation.settle(usage)
         if probe and (owed := self._governor.owed(usage)) is not None:
             self.limiter.debit(plan.scope, owed)  # it was admitted on requests only
-        self._correct(plan, (snapshot, mark))
+        self._correct(plan, seen)
         return response
 
     def _failed(
@@ -567,13 +602,18 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
     ) -> httpx.Response | float:
         try:
             body = response.read()
-        finally:
+        except Exception as exc:  # noqa: BLE001 (cut while reading: like a failed send)
             reservation.settle(self._governor.failed_attempt(plan))
+            return self._delay(self._network_error(plan, exc, attempt), attempt)
+        finally:
+            if not reservation.done:
+                reservation.settle(self._governor.failed_attempt(plan))
         error = self._classify(plan, response.status_code, response.headers, body)
-        delay = self._after_error(plan, error, seen)
         if self._gives_up(error, attempt):
+            self._after_error(plan, error, seen, attempt)
             self._governor.stats.add(failed=1)
             return response
+        delay = self._after_error(plan, error, seen, attempt)
         response.close()
         return delay
 
@@ -594,12 +634,14 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         if self._notes is not None:
             with contextlib.suppress(Exception):  # learned here regardless
                 if note is not None:
-                    self._notes.put_note(f"limits|{plan.scope}", note, 86_400.0)
+                    self._notes.put_note(f"limits|{plan.scope}", note, _LIMITS_NOTE_TTL)
                 if paused is not None:
                     ttl = self._governor.pause_ttl(plan.scope)
                     self._notes.put_note(f"pause|{plan.scope}", paused[1], ttl)
 
-    def _after_error(self, plan: CallPlan, error: ErrorClass, seen: _Seen) -> float:
+    def _after_error(
+        self, plan: CallPlan, error: ErrorClass, seen: _Seen, attempt: int = 0
+    ) -> float:
         """Pause or correct the scope after an error; the backoff before retrying, if any."""
         governor = self._governor
         if error.kind is ErrorKind.QUOTA_EXHAUSTED:
@@ -611,28 +653,28 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
                     )
             raise exhausted
         if error.kind is ErrorKind.RATE_LIMITED:
+            self._correct(plan, seen, forced=True)  # first: the pause counts from there
             status = self.limiter.status(plan.scope)
             debit, pause = governor.pause_debit(plan, error, status)
-            self._correct(plan, seen, forced=True)
             if debit is not None:
                 self.limiter.debit(plan.scope, debit)
                 return 0.0  # the next admission waits for the pause, in order
             return pause
-        return self._delay(error, 0) if error.retryable else 0.0
+        return self._delay(error, attempt) if error.retryable else 0.0
 
     def _learn(self, plan: CallPlan, snapshot: RateLimitSnapshot) -> None:
         note = self._governor.learn(plan, snapshot)
         if note is not None and self._notes is not None:
             with contextlib.suppress(Exception):  # learned here regardless
-                self._notes.put_note(f"limits|{plan.scope}", note, 86_400.0)
+                self._notes.put_note(f"limits|{plan.scope}", note, _LIMITS_NOTE_TTL)
 
     def _correct(self, plan: CallPlan, seen: _Seen, *, forced: bool = False) -> None:
         governor = self._governor
-        snapshot, mark = seen
+        snapshot, mark, sent = seen
         if not len(snapshot) or not governor.config.correct_remaining:
             return
         status = self.limiter.status(plan.scope)
-        debit = governor.correction(plan, snapshot, status, mark, forced=forced)
+        debit = governor.correction(plan, snapshot, status, mark, sent=sent, forced=forced)
         if debit is not None:
             self.limiter.debit(plan.scope, debit)
 
