@@ -55,7 +55,7 @@ def test_a_429_pause_is_not_lengthened_by_the_correction() -> None:
 
 @pytest.mark.asyncio
 async def test_transports_sharing_a_limiter_never_keep_the_probe() -> None:
-    async def slow_first(request: httpx.Request) -> httpx.Response:
+    async def slow_first(_: httpx.Request) -> httpx.Response:
         await asyncio.sleep(0.05)
         return ok()
 
