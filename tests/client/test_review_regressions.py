@@ -17,7 +17,6 @@ from quotaflow.client import (
     QuotaflowTransport,
     RetryPolicy,
 )
-from quotaflow.client import _transport as transport_module
 from quotaflow.client._routing import route_request
 from quotaflow.core import Concurrency
 from quotaflow.providers import parse_rate_limit_headers
@@ -30,7 +29,7 @@ BASE = "https://api.openai.com/v1"
 
 def test_server_error_backoff_grows_with_each_retry(monkeypatch: pytest.MonkeyPatch) -> None:
     slept: list[float] = []
-    monkeypatch.setattr(transport_module.time, "sleep", slept.append)
+    monkeypatch.setattr("quotaflow.client._transport.time.sleep", slept.append)
     error = httpx.Response(503, json={"error": {"message": "overloaded", "type": "server_error"}})
     retry = RetryPolicy(max_retries=4, base=0.5, cap=30, jitter=0.0)
     transport = QuotaflowTransport(Script(error).transport(),
