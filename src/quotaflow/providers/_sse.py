@@ -66,11 +66,21 @@ class SSEDecoder:
         return []
 
     def _consume(self, text: str) -> list[SSEEvent]:
-        events: list[SSEEvent] = []
         if self._saw_cr and text.startswith("\n"):
             text = text[1:]  # the "\n" of a "\r\n" split across chunks
         self._saw_cr = False
         buffer = self._buffer + text
+        if "\r" in buffer:
+            lines = self._split_any(buffer)
+        else:  # the common case: "\n" line ends only, split in one pass
+            lines = buffer.split("\n")
+            self._buffer = lines.pop()
+        events = [event for line in lines if (event := self._line(line)) is not None]
+        return self._checked(events)
+
+    def _split_any(self, buffer: str) -> list[str]:
+        """Split the complete lines (any of the three line ends); keep the rest buffered."""
+        lines: list[str] = []
         start = 0
         while True:
             cr, lf = buffer.find("\r", start), buffer.find("\n", start)
@@ -78,7 +88,7 @@ class SSEDecoder:
             if not ends:
                 break
             end = min(ends)
-            line = buffer[start:end]
+            lines.append(buffer[start:end])
             if buffer[end] == "\r":
                 if end + 1 == len(buffer):
                     self._saw_cr = True
@@ -89,10 +99,11 @@ class SSEDecoder:
                     start = end + 1
             else:
                 start = end + 1
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
         self._buffer = buffer[start:]
+        return lines
+
+    def _checked(self, events: list[SSEEvent]) -> list[SSEEvent]:
+        """Drop an unfinished line that grew past the limit; return ``events``."""
         if len(self._buffer) > MAX_LINE_CHARS:
             note_ignored("sse line", self._buffer[:40], reason="oversized")
             self._buffer = ""
