@@ -7,14 +7,18 @@ import asyncio
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import platform
+import queue
 import statistics
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from importlib import metadata
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,45 @@ class Goal:
     goal: str
     value: str
     met: bool
+
+
+def stop_all(processes: Sequence[multiprocessing.process.BaseProcess], grace: float) -> None:
+    """Join each process for ``grace`` seconds, then SIGTERM, then SIGKILL."""
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join(5)
+
+
+def collect(
+    source: Queue[Any],
+    count: int,
+    timeout: float,
+    processes: Sequence[multiprocessing.process.BaseProcess],
+) -> list[tuple[str, int, Any]]:
+    """``count`` messages from ``source``; raise on an error message, a death or a timeout."""
+    deadline = time.monotonic() + timeout
+    messages: list[tuple[str, int, Any]] = []
+    while len(messages) < count:
+        try:
+            message = source.get(timeout=0.5)
+        except queue.Empty:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(messages)} of {count} workers answered") from None
+            dead = [p.name for p in processes if p.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"worker process(es) died: {', '.join(dead)}") from None
+            continue
+        if message[0] == "error":
+            raise RuntimeError(f"worker {message[1]} failed:\n{message[2]}")
+        messages.append(message)
+    return messages
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> argparse.Namespace:

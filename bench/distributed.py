@@ -42,7 +42,6 @@ import asyncio
 import contextlib
 import multiprocessing
 import os
-import queue
 import random
 import secrets
 import shutil
@@ -60,7 +59,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx  # type: ignore[import-not-found, unused-ignore]
 
-from _common import Goal, goals_table, median, percentile, table, write_json
+from _common import Goal, collect, goals_table, median, percentile, stop_all, table, write_json
 from provider_http import ProviderConfig, ProviderProcess
 
 WORKERS, TASKS = 4, 16
@@ -349,45 +348,6 @@ class StoreTarget:
             client.close()
         self.namespaces.clear()
         return deleted
-
-
-def stop_all(processes: Sequence[multiprocessing.process.BaseProcess], grace: float) -> None:
-    """Join each process for ``grace`` seconds, then SIGTERM, then SIGKILL."""
-    deadline = time.monotonic() + grace
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-            process.join(5)
-        if process.is_alive():
-            process.kill()
-            process.join(5)
-
-
-def collect(
-    source: Queue[Any],
-    count: int,
-    timeout: float,
-    processes: Sequence[multiprocessing.process.BaseProcess],
-) -> list[tuple[str, int, Any]]:
-    """``count`` messages from ``source``; raise on an error message, a death or a timeout."""
-    deadline = time.monotonic() + timeout
-    messages: list[tuple[str, int, Any]] = []
-    while len(messages) < count:
-        try:
-            message = source.get(timeout=0.5)
-        except queue.Empty:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(messages)} of {count} workers answered") from None
-            dead = [p.name for p in processes if p.exitcode not in (None, 0)]
-            if dead:
-                raise RuntimeError(f"worker process(es) died: {', '.join(dead)}") from None
-            continue
-        if message[0] == "error":
-            raise RuntimeError(f"worker {message[1]} failed:\n{message[2]}")
-        messages.append(message)
-    return messages
 
 
 def run_case(
