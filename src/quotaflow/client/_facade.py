@@ -213,21 +213,24 @@ class ChatLimiter:
                 headers[self.provider_config.auth_header] = self.api_key
         return headers
 
+    def _inner(self, *, asynchronous: bool) -> tuple[Any, Any]:
+        """The inner transport (the caller's client, if any) and the library to wrap it in."""
+        user = self._user_client
+        if user is None:
+            return None, httpx
+        if _is_async_client(user) != asynchronous:
+            wanted, other = ("AsyncClient", "sync") if asynchronous else ("Client", "async")
+            raise ConfigurationError(
+                f"{'async' if asynchronous else 'sync'} calls need an {wanted} as http_client; "
+                f"this ChatLimiter was given {user!r} (use the {other} methods with it)"
+            )
+        return _ClientTransport(user), _library_of(user)
+
     def _async_client(self) -> Any:  # noqa: ANN401
         if self._async is None:
-            user = self._user_client
-            if user is not None and not _is_async_client(user):
-                raise ConfigurationError(
-                    "async calls need an AsyncClient as http_client; this ChatLimiter was "
-                    f"given {user!r} (use the *_sync methods with it)"
-                )
-            inner = _ClientTransport(user) if _is_async_client(user) else None
-            library = _library_of(user) if inner is not None else httpx
+            inner, library = self._inner(asynchronous=True)
             self._async_transport = AsyncQuotaflowTransport(
-                inner,
-                config=self.config,
-                limiter=self._async_limiter,
-                stats=self._stats,
+                inner, config=self.config, limiter=self._async_limiter, stats=self._stats
             )
             self._async = library.AsyncClient(
                 transport=self._async_transport, base_url=self.base_url,
@@ -237,19 +240,9 @@ class ChatLimiter:
 
     def _sync_client(self) -> Any:  # noqa: ANN401
         if self._sync is None:
-            user = self._user_client
-            if user is not None and not _is_sync_client(user):
-                raise ConfigurationError(
-                    "sync calls need a Client as http_client; this ChatLimiter was given "
-                    f"{user!r} (use the async methods with it)"
-                )
-            inner = _ClientTransport(user) if _is_sync_client(user) else None
-            library = _library_of(user) if inner is not None else httpx
+            inner, library = self._inner(asynchronous=False)
             self._sync_transport = QuotaflowTransport(
-                inner,
-                config=self.config,
-                limiter=self._sync_limiter,
-                stats=self._stats,
+                inner, config=self.config, limiter=self._sync_limiter, stats=self._stats
             )
             self._sync = library.Client(
                 transport=self._sync_transport, base_url=self.base_url,
