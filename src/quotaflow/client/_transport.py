@@ -99,6 +99,19 @@ class _Base:
         self._inner = transport
         self._defaults: dict[ModuleType, Any] = {}
 
+    #: The name of the library's default transport class this flavour wraps.
+    _default_transport = "HTTPTransport"
+
+    def _inner_for(self, request: Any) -> Any:  # noqa: ANN401
+        """The inner transport: the one given, else the default of the request's library."""
+        if self._inner is not None:
+            return self._inner
+        library = _library(request)
+        inner = self._defaults.get(library)
+        if inner is None:
+            inner = self._defaults[library] = getattr(library, self._default_transport)()
+        return inner
+
     @property
     def stats(self) -> StatsSnapshot:
         """What this transport did so far (calls, retries, provider 429s, waits, tokens)."""
@@ -172,6 +185,8 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         ... )
     """
 
+    _default_transport = "AsyncHTTPTransport"
+
     def __init__(
         self,
         transport: Any = None,  # noqa: ANN401 (an httpx or httpx2 async transport)
@@ -197,15 +212,6 @@ class AsyncQuotaflowTransport(_Base, httpx.AsyncBaseTransport):
         store = self.limiter.store
         self._notes = store if isinstance(store, AsyncNotes) else None
         self._direct = bool(getattr(store, "nonblocking", False))
-
-    def _inner_for(self, request: Any) -> Any:  # noqa: ANN401
-        if self._inner is not None:
-            return self._inner
-        library = _library(request)
-        inner = self._defaults.get(library)
-        if inner is None:
-            inner = self._defaults[library] = library.AsyncHTTPTransport()
-        return inner
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Govern ``request`` if it is a completion call; pass anything else through."""
@@ -482,15 +488,6 @@ class QuotaflowTransport(_Base, httpx.BaseTransport):
         self._governor = Governor(config, self.limiter, self._clock, stats)
         store = self.limiter.store
         self._notes = store if isinstance(store, Notes) else None
-
-    def _inner_for(self, request: Any) -> Any:  # noqa: ANN401
-        if self._inner is not None:
-            return self._inner
-        library = _library(request)
-        inner = self._defaults.get(library)
-        if inner is None:
-            inner = self._defaults[library] = library.HTTPTransport()
-        return inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Govern ``request`` if it is a completion call; pass anything else through."""
