@@ -129,3 +129,20 @@ def test_assistants_thread_messages_are_not_governed_and_the_scope_header_never_
         http.post("/threads/t_1/messages", json={}, headers={"x-quotaflow-scope": "user:1"})
     assert "x-quotaflow-scope" not in script.requests[0].headers
     assert transport.stats.calls == 0
+
+
+def test_the_learner_sees_raw_estimates_so_its_correction_holds() -> None:
+    # The heuristic over-counts this prompt; the provider reports 10 prompt tokens each time.
+    script = Script(ok(prompt=10, completion=5))
+    config = ClientConfig(track_cost=False, token_counter="heuristic")  # noqa: S106
+    transport = QuotaflowTransport(script.transport(), config=config)
+    body = {**CHAT, "messages": [{"role": "user", "content": "x" * 80}]}  # ~27 estimated
+    with httpx.Client(transport=transport, base_url=BASE) as http:
+        for _ in range(40):
+            http.post("/chat/completions", json=body)
+    learned = transport.governor.learner.learned("gpt-4o")
+    assert learned.input_ratio < 0.5  # it keeps correcting: fed corrected estimates, it drifts to 1
+    route = route_request("POST", "api.openai.com", "/v1/chat/completions",
+                          json.dumps(body).encode(), None)  # fmt: skip
+    assert route is not None
+    assert transport.governor.plan(route).usage.input_tokens <= 11

@@ -100,6 +100,7 @@ class CallPlan:
     estimate: Estimate | None
     usage: Usage
     rule: AccountingRule
+    raw_estimate: Estimate | None = None  # before the learner's correction
 
 
 @dataclass(slots=True)
@@ -155,11 +156,10 @@ class Governor:
         provider = route.provider
         model = route.model
         scope, rule, counter = self._model(provider, model)
-        estimate = None
+        estimate = raw = None
         if route.body is not None:
-            estimate = self.learner.correct(
-                estimate_request_tokens(provider, route.body, counter=counter)
-            )
+            raw = estimate_request_tokens(provider, route.body, counter=counter)
+            estimate = self.learner.correct(raw)
             usage = admission_usage(
                 rule,
                 input_tokens=estimate.input_tokens,
@@ -174,7 +174,7 @@ class Governor:
             usage = Usage(
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens, cost=cost
             )
-        return CallPlan(route, scope, scopes, estimate, usage, rule)
+        return CallPlan(route, scope, scopes, estimate, usage, rule, raw)
 
     def _model(
         self, provider: Provider, model: str | None
@@ -652,8 +652,10 @@ class Governor:
                 if model else 0
             )  # fmt: skip
         estimate = plan.estimate
-        if estimate is not None:
-            self.learner.observe(estimate, reported)
+        if plan.raw_estimate is not None:
+            # The learner compares the actual usage with the estimate *before* its correction:
+            # fed the corrected one, it would learn to undo its own correction.
+            self.learner.observe(plan.raw_estimate, reported)
         self.stats.add(
             estimated_input_tokens=estimate.input_tokens if estimate is not None else 0,
             reserved_output_tokens=plan.usage.output_tokens if estimate is not None else 0,
