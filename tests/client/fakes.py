@@ -9,6 +9,11 @@ from typing import Any
 
 import httpx
 
+from quotaflow import SyncLimiter, rpm, tpm
+from quotaflow.client import CallPlan, ClientConfig, Governor
+from quotaflow.client._routing import route_request
+from quotaflow.testing import FakeClock
+
 OPENAI_HEADERS = {
     "x-ratelimit-limit-requests": "600",
     "x-ratelimit-remaining-requests": "599",
@@ -101,3 +106,16 @@ class Script:
 
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 100}
+
+
+def governed_plan(clock: FakeClock) -> tuple[SyncLimiter, Governor, CallPlan]:
+    """A limiter (600 RPM, 100k TPM for openai:gpt-4o) with its governor and the plan of CHAT."""
+    limits = {"openai:gpt-4o": (rpm(600), tpm(100_000))}
+    limiter = SyncLimiter(limits, clock=clock)
+    governor = Governor(ClientConfig(limits=limits), limiter, clock)
+    route = route_request("POST", "api.openai.com", "/v1/chat/completions",
+                          json.dumps(CHAT).encode(), None)  # fmt: skip
+    assert route is not None
+    plan = governor.plan(route)
+    governor.ensure(plan)
+    return limiter, governor, plan

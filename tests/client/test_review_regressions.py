@@ -8,12 +8,11 @@ import json
 import httpx
 import pytest
 
-from quotaflow import ConfigurationError, Limiter, SyncLimiter, rpm, tpm
+from quotaflow import ConfigurationError, Limiter, SyncLimiter
 from quotaflow.client import (
     AsyncQuotaflowTransport,
     ChatLimiter,
     ClientConfig,
-    Governor,
     QuotaflowTransport,
     RetryPolicy,
 )
@@ -22,7 +21,7 @@ from quotaflow.core import Concurrency
 from quotaflow.providers import parse_rate_limit_headers
 from quotaflow.testing import FakeClock
 
-from .fakes import CHAT, OPENAI_HEADERS, Script, ok, rate_limited
+from .fakes import CHAT, OPENAI_HEADERS, Script, governed_plan, ok, rate_limited
 
 BASE = "https://api.openai.com/v1"
 
@@ -78,14 +77,7 @@ async def test_transports_sharing_a_limiter_never_keep_the_probe() -> None:
 
 def test_a_slow_call_is_not_taken_for_foreign_usage() -> None:
     clock = FakeClock()
-    limits = {"openai:gpt-4o": (rpm(600), tpm(100_000))}
-    limiter = SyncLimiter(limits, clock=clock)
-    governor = Governor(ClientConfig(limits=limits), limiter, clock)
-    route = route_request("POST", "api.openai.com", "/v1/chat/completions",
-                          json.dumps(CHAT).encode(), None)  # fmt: skip
-    assert route is not None
-    plan = governor.plan(route)
-    governor.ensure(plan)
+    limiter, governor, plan = governed_plan(clock)
     limiter.acquire(plan.scopes, tokens=60_000)  # the bucket holds 60k when our call is sent
     mark, sent = governor.refunds_mark(plan.scope), clock.time()
     clock.advance(40.0)  # a 40 s call: the bucket refilled ~65k meanwhile

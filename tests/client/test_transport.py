@@ -8,20 +8,27 @@ import json
 import httpx
 import pytest
 
-from quotaflow import QuotaExhaustedError, SyncLimiter, rpm, tpm
+from quotaflow import QuotaExhaustedError, SyncLimiter, rpm
 from quotaflow.client import (
     AsyncQuotaflowTransport,
     ClientConfig,
-    Governor,
     QuotaflowTransport,
     RetryPolicy,
 )
-from quotaflow.client._routing import route_request
 from quotaflow.providers import parse_rate_limit_headers
 from quotaflow.stores import MemoryStore
 from quotaflow.testing import FakeClock, let_tasks_run
 
-from .fakes import CHAT, OPENAI_HEADERS, Script, insufficient_quota, ok, rate_limited, sse
+from .fakes import (
+    CHAT,
+    OPENAI_HEADERS,
+    Script,
+    governed_plan,
+    insufficient_quota,
+    ok,
+    rate_limited,
+    sse,
+)
 
 BASE = "https://api.openai.com/v1"
 
@@ -177,14 +184,7 @@ def test_a_provider_reporting_less_left_corrects_the_store() -> None:
 
 def test_refunds_after_the_provider_stamped_its_headers_are_not_foreign_usage() -> None:
     clock = FakeClock()
-    limits = {"openai:gpt-4o": (rpm(600), tpm(100_000))}
-    limiter = SyncLimiter(limits, clock=clock)
-    governor = Governor(ClientConfig(limits=limits), limiter, clock)
-    route = route_request("POST", "api.openai.com", "/v1/chat/completions",
-                          json.dumps(CHAT).encode(), None)  # fmt: skip
-    assert route is not None
-    plan = governor.plan(route)
-    governor.ensure(plan)
+    limiter, governor, plan = governed_plan(clock)
     held = [limiter.acquire(plan.scopes, plan.usage) for _ in range(50)]  # 50 calls in flight
     mark = governor.refunds_mark(plan.scope)  # our call is sent now...
     for reservation in held[:40]:  # ...40 others finish and give back most of max_tokens

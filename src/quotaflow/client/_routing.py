@@ -45,7 +45,6 @@ class Route:
     endpoint: Endpoint
     model: str | None
     body: dict[str, object] | None
-    stream: bool
 
 
 def route_request(
@@ -74,7 +73,6 @@ def route_request(
         endpoint=Endpoint(endpoint),
         model=model if isinstance(model, str) and model else None,
         body=body,
-        stream=bool(body.get("stream")) if body is not None else False,
     )
 
 
