@@ -817,25 +817,26 @@ class SqliteStore:
         self._callbacks.append(on_release)
         if self._listener is not None or self._conn is None:
             return
-        thread = threading.Thread(target=self._watch, name="quotaflow-sqlite-releases", daemon=True)
+        # The cursor is taken here, before this call returns: a release made between now and
+        # the thread's first read must not be skipped as "old".
+        last: int = self._read(
+            lambda conn: conn.execute("SELECT coalesce(max(seq), 0) FROM releases").fetchone()[0]
+        )
+        thread = threading.Thread(
+            target=self._watch, args=(last,), name="quotaflow-sqlite-releases", daemon=True
+        )
         self._listener = thread
         thread.start()
 
-    def _watch(self) -> None:
+    def _watch(self, last: int) -> None:
         try:
             conn = sqlite3.connect(self._path, timeout=1.0, isolation_level=None)
         except sqlite3.Error as error:
             _log.warning("quotaflow: not watching %r for releases: %s", self._path, error)
             return
         try:
-            last = -1
-            while not self._stop.wait(0 if last < 0 else _RELEASE_CHECK):
+            while not self._stop.wait(_RELEASE_CHECK):
                 try:
-                    if last < 0:
-                        last = conn.execute(
-                            "SELECT coalesce(max(seq), 0) FROM releases"
-                        ).fetchone()[0]
-                        continue
                     rows = conn.execute(
                         "SELECT seq, origin, scopes FROM releases WHERE seq > ? ORDER BY seq",
                         (last,),
