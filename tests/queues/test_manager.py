@@ -13,8 +13,10 @@ from quotaflow.queue import (
     ModelNotRegisteredError,
     QueueClosedError,
     QueueFullError,
+    QueueInfo,
     QueueManager,
     QueueRequest,
+    QueueResponse,
     RateLimiterConfig,
     RateLimiterType,
     RequestStatus,
@@ -31,8 +33,12 @@ async def echo(request: QueueRequest[Any]) -> Any:
     return request.params
 
 
-def used(info: Any, metric: str) -> int:
+def used(info: QueueInfo, metric: str) -> int:
     return next(s.used for s in info.limits.limits if str(s.metric) == metric)
+
+
+def tokens_used(response: QueueResponse[Any]) -> tuple[int | None, int | None]:
+    return response.input_tokens_used, response.output_tokens_used
 
 
 async def settle_all(rounds: int = 3) -> None:
@@ -206,7 +212,7 @@ async def test_a_usage_report_after_completion_settles_the_reservation(clock: Fa
     await settle_all()
     info = await manager.get_queue_info("m")
     assert (used(info, "tokens"), used(info, "concurrent")) == (100, 0)
-    assert (response.input_tokens_used, response.output_tokens_used) == (80, 20)
+    assert tokens_used(response) == (80, 20)
     assert not await manager.update_token_usage("m", request.id, 1, 1)  # already settled
     await manager.shutdown()
 
@@ -437,7 +443,7 @@ async def test_model_config_is_validated_and_shorthand_adds_limits() -> None:
     with pytest.raises(ConfigurationError, match="no limits"):
         ModelConfig("m")
     with pytest.raises(ConfigurationError, match="type must be one of"):
-        RateLimiterConfig("rph", 1)  # type: ignore[arg-type]
+        RateLimiterConfig("rph", 1)
     with pytest.raises(ConfigurationError, match="limit must be a positive int, got 0"):
         RateLimiterConfig(RateLimiterType.RPM, 0)
     with pytest.raises(ConfigurationError, match=r"min_share\[0\]"):

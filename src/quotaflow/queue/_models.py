@@ -73,7 +73,7 @@ class RateLimiterConfig:
         burst: the bucket's capacity as a multiple of ``limit`` (rolling rates only).
     """
 
-    type: RateLimiterType
+    type: RateLimiterType | str
     limit: int
     time_period: float | None = None
     burst: float = 1.0
@@ -103,7 +103,7 @@ class RateLimiterConfig:
 
     def to_limit(self) -> Limit:
         """The engine's limit for this configuration."""
-        kind = self.type
+        kind = RateLimiterType(self.type)
         if kind is RateLimiterType.CONCURRENT:
             return concurrency(self.limit)
         period = self.time_period or _DEFAULT_PERIOD[kind]
