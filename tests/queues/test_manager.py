@@ -169,7 +169,7 @@ async def test_the_low_class_gets_its_minimum_share_under_saturation(clock: Fake
         clock.advance(1.0)
     await settle_all()
     low = order[:40].count(0) / 40
-    assert 0.25 <= low <= 0.35
+    assert 0.2 <= low <= 0.3  # a turn every fourth admission, once earned
     await manager.shutdown(drain=False)
 
 

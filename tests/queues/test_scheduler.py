@@ -55,20 +55,45 @@ def test_without_aging_a_low_priority_waits_for_every_higher_one() -> None:
     assert scheduler.take(7200 * S).item == "high"  # type: ignore[union-attr]
 
 
-def test_a_class_short_of_its_minimum_share_goes_first() -> None:
-    scheduler = make(min_share={0: 0.25})
+def take_all(scheduler: PriorityScheduler[str], count: int) -> list[int]:
     taken = []
-    for i in range(40):
-        scheduler.add(f"low{i}", 0, 0, 1)
-        scheduler.add(f"high{i}", 9, 0, 1)
-    for _ in range(40):
+    for _ in range(count):
         entry = scheduler.take(0)
         assert entry is not None
         scheduler.admitted(entry, 0)
         taken.append(entry.priority)
-    low = taken.count(0) / len(taken)
-    assert 0.25 <= low < 0.3  # exactly enough, not more
-    assert taken[0] == 9  # nothing given yet: priority decides
+    return taken
+
+
+def test_a_class_with_a_minimum_share_gets_it_while_it_waits() -> None:
+    scheduler = make(min_share={0: 0.25})
+    for i in range(400):
+        scheduler.add(f"low{i}", 0, 0, 1)
+        scheduler.add(f"high{i}", 9, 0, 1)
+    taken = take_all(scheduler, 400)
+    assert taken[:8] == [9, 9, 9, 9, 0, 9, 9, 9]  # it earns a turn every fourth admission
+    assert taken.count(0) / len(taken) == 99 / 400  # 25 %, less the first turn's wait
+
+
+def test_shares_are_earned_in_weight() -> None:
+    scheduler = make(min_share={0: 0.5})
+    for i in range(10):
+        scheduler.add(f"big{i}", 0, 0, 300)
+    for i in range(100):
+        scheduler.add(f"small{i}", 9, 0, 100)
+    taken = take_all(scheduler, 40)
+    # A 300-weight request waits for 600 of admissions: half the weight each way.
+    assert taken[:8] == [9, 9, 9, 9, 9, 9, 0, 9]
+
+
+def test_an_idle_class_banks_no_credit() -> None:
+    scheduler = make(min_share={0: 0.25})
+    for i in range(20):
+        scheduler.add(f"high{i}", 9, 0, 1)
+    take_all(scheduler, 10)  # nothing of class 0 waits meanwhile
+    for i in range(20):
+        scheduler.add(f"low{i}", 0, 0, 1)
+    assert take_all(scheduler, 5) == [9, 9, 9, 9, 0]  # no burst of low requests
 
 
 def test_shares_are_weighted_and_decay() -> None:

@@ -101,13 +101,13 @@ class RateLimiterConfig:
                 f"RateLimiterConfig.time_period must be positive seconds, got {period!r}"
             )
 
-    def to_limit(self) -> Limit:
-        """The engine's limit for this configuration."""
+    def to_limit(self, headroom: float = 1.0) -> Limit:
+        """The engine's limit for this configuration, using ``headroom`` of a rate."""
         kind = RateLimiterType(self.type)
         if kind is RateLimiterType.CONCURRENT:
             return concurrency(self.limit)
         period = self.time_period or _DEFAULT_PERIOD[kind]
-        return Rate(_METRIC[kind], self.limit, period, burst=self.burst)
+        return Rate(_METRIC[kind], self.limit, period, burst=self.burst, headroom=headroom)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +121,10 @@ class ModelConfig:
         model_id: the model (and queue) name.
         rate_limiters: the limits, all enforced together in one admission.
         rpm, rpd, tpm, tpd, itpm, otpm, concurrent: shorthand for one limit each.
+        headroom: the fraction of each rolling limit to use. A request admitted into a full
+            bucket reaches the provider a little later, and the provider's bucket, being full,
+            loses the refill of that delay; when the limits are the provider's own, leave
+            about 1 % (0.99) to absorb it.
         scope: the limiter scope holding the model's state (default ``"queue:<model_id>"``);
             queues of several processes sharing a store and a scope share the limits.
         aging: seconds of waiting that raise a request's priority by one, so that no request
@@ -144,6 +148,7 @@ class ModelConfig:
     itpm: int | None = None
     otpm: int | None = None
     concurrent: int | None = None
+    headroom: float = 1.0
     scope: str | None = None
     aging: float | None = 30.0
     min_share: Mapping[int, float] = field(default_factory=dict)
@@ -178,6 +183,14 @@ class ModelConfig:
             raise ConfigurationError(
                 f"ModelConfig.scope must be a non-empty string, got {self.scope!r}"
             )
+        if (
+            isinstance(self.headroom, bool)
+            or not isinstance(self.headroom, int | float)
+            or not 0 < self.headroom <= 1
+        ):
+            raise ConfigurationError(
+                f"ModelConfig.headroom must be a fraction in (0, 1], got {self.headroom!r}"
+            )
         if self.aging is not None:
             _positive("aging", self.aging)
         _positive("share_window", self.share_window)
@@ -193,7 +206,7 @@ class ModelConfig:
 
     def limits(self) -> tuple[Limit, ...]:
         """The engine's limits of this model."""
-        return tuple(r.to_limit() for r in self.rate_limiters)
+        return tuple(r.to_limit(self.headroom) for r in self.rate_limiters)
 
     def counts_tokens(self) -> bool:
         """Whether any limit of this model counts tokens."""

@@ -3,14 +3,18 @@
 Pure bookkeeping on integer nanoseconds; the queue passes ``now``. Requests of one priority
 wait in arrival order. The next request is, in this order:
 
-1. the oldest request of a priority class that has requests waiting and has had less than its
-   configured minimum share of the recently admitted work (the largest shortfall first);
+1. the oldest request of a priority class with a minimum share that has earned its turn:
+   while a class has requests waiting, every admission (of any class) credits it with its
+   share of that admission's weight, and each of its own admissions spends its weight; a class
+   whose credit covers its oldest request goes first (the largest credit first). A class with
+   nothing waiting keeps no credit, so an idle period never banks a later burst;
 2. otherwise the request with the highest *effective* priority: its priority plus one for
    every ``aging`` seconds it has waited, so a low-priority request eventually outranks any
    newcomer and never starves; ties go to the earlier arrival.
 
-Shares are measured in *weight* (tokens for a model with token limits, else requests),
-decayed exponentially with a half-life of ``window`` seconds.
+Weights are tokens for a model with token limits, else requests. While a class keeps requests
+waiting, it so receives at least its share of the admitted weight. :meth:`shares` reports the
+admitted weight per class, decayed exponentially with a half-life of ``window`` seconds.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ class PriorityScheduler(Generic[V]):
         "_aging_ns",
         "_classes",
         "_count",
+        "_credit",
         "_decayed_at",
         "_given",
         "_half_life_ns",
@@ -62,6 +67,7 @@ class PriorityScheduler(Generic[V]):
         self._half_life_ns = round(window * NS_PER_SECOND)
         self._classes: dict[int, deque[Entry[V]]] = {}
         self._given: dict[int, float] = {}  # decayed weight admitted per priority
+        self._credit: dict[int, float] = dict.fromkeys(self._min_share, 0.0)
         self._decayed_at = 0
         self._count = 0
         self._seq = 0
@@ -94,7 +100,7 @@ class PriorityScheduler(Generic[V]):
         heads = self._heads()
         if not heads:
             return None
-        favoured = self._short_of_share(heads, now)
+        favoured = self._short_of_share(heads)
         if favoured is not None:
             return favoured
         return max(heads, key=lambda e: (self._effective(e, now), -e.seq))
@@ -112,6 +118,14 @@ class PriorityScheduler(Generic[V]):
         """Count ``entry``'s weight as given to its priority class at ``now``."""
         self._decay(now)
         self._given[entry.priority] = self._given.get(entry.priority, 0.0) + entry.weight
+        credit = self._credit
+        for priority, share in self._min_share.items():
+            if priority == entry.priority or self._waiting(priority):
+                credit[priority] += share * entry.weight
+            else:
+                credit[priority] = 0.0  # nothing waits: no credit is banked
+        if entry.priority in credit:
+            credit[entry.priority] = max(0.0, credit[entry.priority] - entry.weight)
 
     def shares(self, now: int) -> dict[int, float]:
         """The recent share of admitted weight of each priority class."""
@@ -152,20 +166,20 @@ class PriorityScheduler(Generic[V]):
             return float(entry.priority)
         return entry.priority + max(0, now - entry.arrived) / self._aging_ns
 
-    def _short_of_share(self, heads: list[Entry[V]], now: int) -> Entry[V] | None:
+    def _short_of_share(self, heads: list[Entry[V]]) -> Entry[V] | None:
         if not self._min_share or len(heads) < 2:  # noqa: PLR2004 (a share needs a rival)
             return None
-        shares = self.shares(now)
-        if not shares:
-            return None
         best: Entry[V] | None = None
-        shortfall = 0.0
+        most = 0.0
         for head in heads:
-            wanted = self._min_share.get(head.priority, 0.0)
-            missing = wanted - shares.get(head.priority, 0.0)
-            if missing > shortfall:
-                best, shortfall = head, missing
+            credit = self._credit.get(head.priority, 0.0)
+            if credit >= head.weight and credit > most:
+                best, most = head, credit
         return best
+
+    def _waiting(self, priority: int) -> bool:
+        queue = self._classes.get(priority)
+        return queue is not None and any(not e.removed for e in queue)
 
     def _decay(self, now: int) -> None:
         elapsed = now - self._decayed_at
