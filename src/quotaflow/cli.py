@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -143,6 +144,106 @@ def _fault_rates(items: list[str], names: list[str]) -> dict[str, float]:
             )
         rates[name] = value
     return rates
+
+
+_LIMIT_HELP = "Limit for every model (overrides --config and --preset)."
+
+
+@app.command()
+def batch(
+    input_path: Annotated[
+        Path, typer.Argument(metavar="IN.jsonl", help="Input: one request per line.")
+    ],
+    output_path: Annotated[
+        Path, typer.Argument(metavar="OUT.jsonl", help="Output: appended to; rerun to resume.")
+    ],
+    provider: Annotated[
+        str | None, typer.Option(help="openai, anthropic or openrouter [default: openai].")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="The API's base URL.")] = None,
+    api_key: Annotated[
+        str | None, typer.Option(help="The key [default: the provider's env variable].")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model of lines that name none.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Output cap of bodies that set none.")
+    ] = None,
+    models: Annotated[
+        str | None, typer.Option(metavar="A,B,C", help="Allowed models; others are invalid.")
+    ] = None,
+    rpm: Annotated[int | None, typer.Option(min=1, help=_LIMIT_HELP)] = None,
+    rpd: Annotated[int | None, typer.Option(min=1, help=_LIMIT_HELP)] = None,
+    tpm: Annotated[int | None, typer.Option(min=1, help=_LIMIT_HELP)] = None,
+    tpd: Annotated[int | None, typer.Option(min=1, help=_LIMIT_HELP)] = None,
+    itpm: Annotated[int | None, typer.Option(min=1, help=_LIMIT_HELP)] = None,
+    otpm: Annotated[int | None, typer.Option(min=1, help=_LIMIT_HELP)] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Most calls in flight, shared through --store.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML settings ([limits], provider...); flags win.")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Published limits, e.g. openai:tier-3, anthropic:tier-2.")
+    ] = None,
+    headroom: Annotated[
+        float | None, typer.Option(min=0.01, max=1.0, help="Fraction of each limit to use.")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option(help="Store URL shared with other workers (redis://...).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=10_000, help="Most lines in flight [default: 64].")
+    ] = None,
+    max_retries: Annotated[
+        int | None, typer.Option(min=0, max=100, help="Retries per line.")
+    ] = None,
+    max_cost: Annotated[
+        float | None, typer.Option(metavar="USD", help="Budget; refuse or stop before it.")
+    ] = None,
+    allow_partial: Annotated[
+        bool, typer.Option(help="With --max-cost: start anyway, stop cleanly at the budget.")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Pre-flight only: check, estimate, exit.")] = False,
+    on_invalid: Annotated[
+        str, typer.Option(metavar="record|fail", help="Record bad lines, or fail before sending.")
+    ] = "record",
+    retry_failed: Annotated[bool, typer.Option(help="Redo every failed line of OUT.")] = False,
+    grace: Annotated[
+        float | None, typer.Option(min=0, help="Seconds in-flight lines get after Ctrl-C.")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(min=0, help="Seconds per request.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    summary_json: Annotated[
+        Path | None, typer.Option(help="Also write the summary here, as JSON.")
+    ] = None,
+) -> None:
+    """Send a JSONL file of requests under the provider's limits; resumable, within a budget.
+
+    Exit codes: 0 all done and ok, 1 some lines failed (or were left by --max-cost),
+    2 bad usage or refused (nothing sent), 130 interrupted.
+    """
+    from quotaflow.batch._command import batch_command  # noqa: PLC0415 (loaded on use)
+
+    limits = {
+        name: value
+        for name, value in (
+            ("rpm", rpm), ("rpd", rpd), ("tpm", tpm), ("tpd", tpd), ("itpm", itpm),
+            ("otpm", otpm), ("concurrency", concurrency),
+        )
+        if value is not None
+    }  # fmt: skip
+    allowed = None if models is None else frozenset(filter(None, map(str.strip, models.split(","))))
+    flags = {
+        "input": input_path, "output": output_path, "provider": provider, "base_url": base_url,
+        "api_key": api_key, "model": model, "max_tokens": max_tokens, "models": allowed,
+        "limits": limits, "preset": preset, "headroom": headroom, "store": store,
+        "workers": workers, "max_retries": max_retries, "max_cost": max_cost,
+        "allow_partial": allow_partial, "dry_run": dry_run, "on_invalid": on_invalid,
+        "retry_failed": retry_failed, "grace": grace, "timeout": timeout,
+    }  # fmt: skip
+    code = batch_command(flags, config=config, summary_json=summary_json, progress=not no_progress)
+    raise typer.Exit(code=code)
 
 
 @app.command()

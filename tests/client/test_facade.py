@@ -103,3 +103,31 @@ def test_provider_configs_and_bad_input() -> None:
             chat.chat_completion_sync("", MESSAGES)
         with pytest.raises(ConfigurationError, match="messages"):
             chat.chat_completion_sync("gpt-4o", [])
+
+
+def test_threads_starting_sync_calls_at_once_share_one_client_and_transport() -> None:
+    """Regression: the sync client and its inner transport were made lazily without a lock."""
+    import threading  # noqa: PLC0415
+
+    chat = ChatLimiter("openai", api_key="k", base_url="http://127.0.0.1:9/v1")
+    barrier = threading.Barrier(16)
+    clients: list[object] = []
+    inners: list[object] = []
+
+    def start() -> None:
+        barrier.wait(5)
+        client = chat._sync_client()
+        clients.append(client)
+        transport = chat._sync_transport
+        assert transport is not None
+        inners.append(transport._inner_for(client.build_request("POST", "/")))
+
+    threads = [threading.Thread(target=start) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(clients) == 16
+    assert len({id(c) for c in clients}) == 1
+    assert len({id(i) for i in inners}) == 1
+    chat.close()

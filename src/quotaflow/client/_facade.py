@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
@@ -201,6 +202,7 @@ class ChatLimiter:
         self._async_transport: AsyncQuotaflowTransport | None = None
         self._sync_transport: QuotaflowTransport | None = None
         self._stats = ClientStats()  # both flavours count into one
+        self._sync_lock = threading.Lock()  # sync calls may come from many threads
 
     # Clients ---------------------------------------------------------------------------------
 
@@ -240,14 +242,16 @@ class ChatLimiter:
 
     def _sync_client(self) -> Any:  # noqa: ANN401
         if self._sync is None:
-            inner, library = self._inner(asynchronous=False)
-            self._sync_transport = QuotaflowTransport(
-                inner, config=self.config, limiter=self._sync_limiter, stats=self._stats
-            )
-            self._sync = library.Client(
-                transport=self._sync_transport, base_url=self.base_url,
-                headers=self._headers(), timeout=self._timeout,
-            )  # fmt: skip
+            with self._sync_lock:  # threads calling at once must share one client
+                if self._sync is None:
+                    inner, library = self._inner(asynchronous=False)
+                    self._sync_transport = QuotaflowTransport(
+                        inner, config=self.config, limiter=self._sync_limiter, stats=self._stats
+                    )
+                    self._sync = library.Client(
+                        transport=self._sync_transport, base_url=self.base_url,
+                        headers=self._headers(), timeout=self._timeout,
+                    )  # fmt: skip
         return self._sync
 
     # Requests --------------------------------------------------------------------------------

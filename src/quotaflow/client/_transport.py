@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import threading
 import time
 from datetime import UTC, datetime
 from types import ModuleType
@@ -98,6 +99,7 @@ class _Base:
         self._clock = clock or SystemClock()
         self._inner = transport
         self._defaults: dict[ModuleType, Any] = {}
+        self._defaults_lock = threading.Lock()  # sync transports are shared by threads
 
     #: The name of the library's default transport class this flavour wraps.
     _default_transport = "HTTPTransport"
@@ -109,7 +111,10 @@ class _Base:
         library = _library(request)
         inner = self._defaults.get(library)
         if inner is None:
-            inner = self._defaults[library] = getattr(library, self._default_transport)()
+            with self._defaults_lock:  # one per library, however many threads ask at once
+                inner = self._defaults.get(library)
+                if inner is None:
+                    inner = self._defaults[library] = getattr(library, self._default_transport)()
         return inner
 
     @property

@@ -1,0 +1,156 @@
+"""The run's on-disk index: what OUT already holds, which ids were seen, which lines are bad.
+
+A throwaway SQLite file (stdlib ``sqlite3``), so that memory stays flat for any input size:
+nothing per line is kept in Python. It is created next to OUT (or in a given folder) and
+deleted when the run ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Final, NamedTuple, Self
+
+__all__ = ["DoneRecord", "WorkIndex"]
+
+_SCHEMA: Final = """
+CREATE TABLE done (
+    line INTEGER PRIMARY KEY, custom_id TEXT, final INTEGER NOT NULL, ok INTEGER NOT NULL,
+    ordinal INTEGER NOT NULL, matched INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE ids (custom_id TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE invalid (line INTEGER PRIMARY KEY, message TEXT NOT NULL, custom_id TEXT);
+"""
+_COMMIT_EVERY: Final = 10_000
+
+
+class DoneRecord(NamedTuple):
+    """What OUT holds for a line.
+
+    Attributes:
+        custom_id: the record's id.
+        final: the line is done for good (skipped).
+        ordinal: which record of OUT it is (from 0).
+        ok: the record is a success.
+    """
+
+    custom_id: str | None
+    final: bool
+    ordinal: int
+    ok: bool
+
+
+class WorkIndex:
+    """The SQLite index of one run; a context manager that deletes its file on exit.
+
+    Args:
+        folder: where to create the file (OUT's folder, so that a huge index does not fill
+            a RAM-backed ``/tmp``).
+        stem: a name to recognise the file by.
+    """
+
+    def __init__(self, folder: Path, stem: str = "batch") -> None:
+        handle, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".index.sqlite", dir=folder)
+        os.close(handle)
+        self.path = Path(name)
+        self._db = sqlite3.connect(name)
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;" + _SCHEMA
+        )
+        self._pending = 0
+
+    # Records found in OUT -------------------------------------------------------------------
+
+    def add_record(self, line: int, record: DoneRecord) -> None:
+        """Note OUT's ``record`` for ``line``; the first final record wins over the others."""
+        self._db.execute(
+            "INSERT INTO done (line, custom_id, final, ordinal, ok) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(line) DO UPDATE SET custom_id = excluded.custom_id, "
+            "final = excluded.final, ordinal = excluded.ordinal, ok = excluded.ok "
+            "WHERE done.final = 0",
+            (line, record.custom_id, int(record.final), record.ordinal, int(record.ok)),
+        )
+        self._tick()
+
+    def record_of(self, line: int) -> DoneRecord | None:
+        """What OUT holds for ``line``, or ``None``."""
+        row = self._db.execute(
+            "SELECT custom_id, final, ordinal, ok FROM done WHERE line = ?", (line,)
+        ).fetchone()
+        return None if row is None else DoneRecord(row[0], bool(row[1]), row[2], bool(row[3]))
+
+    def mark_matched(self, line: int) -> None:
+        """Note that the input still has ``line``."""
+        self._db.execute("UPDATE done SET matched = 1 WHERE line = ?", (line,))
+        self._tick()
+
+    def first_unmatched(self) -> int | None:
+        """The first line OUT has a record for that the input no longer has."""
+        row = self._db.execute("SELECT min(line) FROM done WHERE matched = 0").fetchone()
+        return None if row is None else row[0]
+
+    def counts(self) -> tuple[int, int]:
+        """Lines of OUT done for good, and lines with only a failure to redo."""
+        row = self._db.execute("SELECT sum(final), count(*) - sum(final) FROM done").fetchone()
+        return (row[0] or 0, row[1] or 0)
+
+    # Ids and invalid lines -------------------------------------------------------------------
+
+    def claim_id(self, custom_id: str, line: int) -> int | None:
+        """Claim ``custom_id`` for ``line``: ``None``, or the line that claimed it first."""
+        row = self._db.execute("SELECT line FROM ids WHERE custom_id = ?", (custom_id,)).fetchone()
+        if row is not None:
+            first: int = row[0]
+            return None if first == line else first
+        self._db.execute("INSERT INTO ids (custom_id, line) VALUES (?, ?)", (custom_id, line))
+        self._tick()
+        return None
+
+    def add_invalid(self, line: int, custom_id: str | None, message: str) -> None:
+        """Note that ``line`` is invalid and why."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO invalid (line, message, custom_id) VALUES (?, ?, ?)",
+            (line, message, custom_id),
+        )
+        self._tick()
+
+    def invalid(self, line: int) -> tuple[str | None, str] | None:
+        """``(custom_id, message)`` if ``line`` is invalid, else ``None``."""
+        row = self._db.execute(
+            "SELECT custom_id, message FROM invalid WHERE line = ?", (line,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    # Lifecycle -------------------------------------------------------------------------------
+
+    def commit(self) -> None:
+        """Write what is pending (the file is a scratch file: this bounds the journal)."""
+        self._db.commit()
+        self._pending = 0
+
+    def _tick(self) -> None:
+        self._pending += 1
+        if self._pending >= _COMMIT_EVERY:
+            self.commit()
+
+    def close(self) -> None:
+        """Close the database and delete its file."""
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,95 @@
+"""Sending one line through the governed client, and turning what happened into its record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from quotaflow._errors import QuotaflowError
+from quotaflow.batch._input import RequestLine
+from quotaflow.batch._output import error_record, response_part, success_record
+from quotaflow.client import ChatLimiter
+from quotaflow.providers import (
+    Provider,
+    ReportedUsage,
+    classify_error,
+    classify_exception,
+    extract_usage,
+)
+
+__all__ = ["TRANSPORT_ERROR", "Outcome", "send_line"]
+
+#: The code of a failure without a response that is neither a network error nor a timeout.
+TRANSPORT_ERROR = "transport_error"
+_MESSAGE_CHARS = 500
+_LOWEST_ERROR = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of a line.
+
+    Attributes:
+        record: its record for OUT.
+        code: the error code (``None`` on success).
+        usage: the usage the provider reported, on success.
+        answered: the provider answered (an error response is not billed; a lost one may be).
+    """
+
+    record: dict[str, Any]
+    code: str | None
+    usage: ReportedUsage | None
+    answered: bool
+
+
+def _decoded(content: bytes) -> object:
+    try:
+        return json.loads(content)
+    except (ValueError, RecursionError):
+        return content.decode("utf-8", errors="replace")[:_MESSAGE_CHARS]
+
+
+async def send_line(
+    chat: ChatLimiter, provider: Provider, item: RequestLine, headers: dict[str, str] | None
+) -> Outcome:
+    """Send ``item`` (retried by the client as its policy says); its outcome, never raising.
+
+    Only a cancellation (and a bug) propagates.
+    """
+    try:
+        response = await chat.request("POST", item.path, json=item.body, headers=headers)
+    except QuotaflowError as error:  # an exhausted quota, a request that can never fit...
+        message = f"{type(error).__name__}: {error}"[:_MESSAGE_CHARS]
+        return _failure(item, error.reason, message, answered=False)
+    except httpx.HTTPError as error:
+        found = classify_exception(provider, error)
+        code = TRANSPORT_ERROR if found is None else found.kind.value
+        message = f"{type(error).__name__}: {error}"[:_MESSAGE_CHARS]
+        return _failure(item, code, message, answered=False)
+    body = _decoded(response.content)
+    if response.is_success and isinstance(body, dict):
+        part = response_part(response, body)
+        record = success_record(item.line, item.custom_id, part)
+        return Outcome(record, None, extract_usage(provider, body), answered=True)
+    if response.status_code < _LOWEST_ERROR:
+        message = f"HTTP {response.status_code}, and no JSON object in its body"
+        return _failure(item, TRANSPORT_ERROR, message, response_part(response, body))
+    found = classify_error(provider, response.status_code, response.headers, response.content)
+    message = f"HTTP {response.status_code}: {found.message or response.reason_phrase}"
+    part = response_part(response, body)
+    return _failure(item, found.kind.value, message[:_MESSAGE_CHARS], part)
+
+
+def _failure(
+    item: RequestLine,
+    code: str,
+    message: str,
+    response: dict[str, Any] | None = None,
+    *,
+    answered: bool = True,
+) -> Outcome:
+    record = error_record(item.line, item.custom_id, code, message, response)
+    return Outcome(record, code, None, answered)

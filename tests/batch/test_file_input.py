@@ -1,0 +1,300 @@
+"""quotaflow batch, offline parts: input lines, the index, resume scans, limits, settings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from quotaflow import ConfigurationError
+from quotaflow.batch._file_config import load_config
+from quotaflow.batch._file_errors import OutputFormatError
+from quotaflow.batch._index import DoneRecord, WorkIndex
+from quotaflow.batch._input import (
+    DEFAULT_MAX_TOKENS,
+    InputDefaults,
+    InvalidLine,
+    RequestLine,
+    parse_line,
+    read_lines,
+)
+from quotaflow.batch._limits import check_preset, scope_limits
+from quotaflow.batch._options import BatchFileOptions
+from quotaflow.batch._output import error_record, is_final, success_record
+from quotaflow.batch._resume import prepare_output, scan_output
+from quotaflow.providers import Provider
+
+OPENAI = InputDefaults(Provider.OPENAI, model="gpt-4o-mini")
+USER = [{"role": "user", "content": "hi"}]
+
+
+def parse(data: object, defaults: InputDefaults = OPENAI, number: int = 7) -> RequestLine:
+    text = data if isinstance(data, str) else json.dumps(data)
+    parsed = parse_line(number, text, defaults)
+    assert isinstance(parsed, RequestLine), parsed
+    return parsed
+
+
+def problem(data: object, defaults: InputDefaults = OPENAI, number: int = 7) -> str:
+    text = data if isinstance(data, str) else json.dumps(data)
+    parsed = parse_line(number, text, defaults)
+    assert isinstance(parsed, InvalidLine), parsed
+    assert parsed.line == number
+    assert parsed.message.startswith(f"line {number}: ")
+    return parsed.message
+
+
+# Formats -------------------------------------------------------------------------------------
+
+
+def test_openai_batch_lines_keep_their_id_url_and_body() -> None:
+    body = {"model": "gpt-4o", "messages": USER, "max_completion_tokens": 30, "temperature": 0}
+    line = parse({"custom_id": "q1", "method": "POST", "url": "/v1/chat/completions", "body": body})
+    assert (line.custom_id, line.url, line.path, line.model) == (
+        "q1", "/v1/chat/completions", "/chat/completions", "gpt-4o",
+    )  # fmt: skip
+    assert line.body == body
+    assert line.max_output == 30
+
+
+def test_responses_lines_need_an_input() -> None:
+    line = parse({"custom_id": "r", "method": "POST", "url": "/v1/responses",
+                  "body": {"input": "Say hi", "max_output_tokens": 9}})  # fmt: skip
+    assert (line.path, line.model, line.max_output) == ("/responses", "gpt-4o-mini", 9)
+    assert "input must be" in problem(
+        {"method": "POST", "url": "/v1/responses", "body": {"input": []}}
+    )
+
+
+def test_plain_lines_take_defaults_and_drop_their_id_from_the_body() -> None:
+    defaults = InputDefaults(Provider.OPENAI, model="m1", max_tokens=55)
+    line = parse({"id": 12, "messages": USER, "top_p": 0.5}, defaults)
+    assert line.custom_id == "12"
+    assert line.body == {"messages": USER, "top_p": 0.5, "model": "m1", "max_tokens": 55}
+    assert (line.url, line.max_output) == ("/v1/chat/completions", 55)
+
+
+def test_bare_lists_are_messages_with_a_line_id() -> None:
+    line = parse(USER, number=3)
+    assert line.custom_id == "line-3"
+    assert line.body == {"messages": USER, "model": "gpt-4o-mini"}
+    assert line.max_output is None  # no cap is invented for OpenAI without --max-cost
+
+
+def test_a_budget_caps_every_body() -> None:
+    defaults = InputDefaults(Provider.OPENAI, model="m", force_cap=True)
+    assert parse(USER, defaults).body["max_tokens"] == DEFAULT_MAX_TOKENS
+
+
+def test_anthropic_bodies_get_a_system_field_and_a_cap() -> None:
+    defaults = InputDefaults(Provider.ANTHROPIC, model="claude-sonnet-4-5")
+    messages = [{"role": "system", "content": "Be brief."}, *USER]
+    line = parse(messages, defaults)
+    assert line.path == "/messages"
+    assert line.body == {"messages": USER, "system": "Be brief.", "model": "claude-sonnet-4-5",
+                         "max_tokens": DEFAULT_MAX_TOKENS}  # fmt: skip
+    assert "not served by anthropic" in problem(
+        {"method": "POST", "url": "/v1/chat/completions", "body": {"messages": USER}}, defaults
+    )
+
+
+def test_blank_lines_keep_their_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text('[1]\n\n  \n{"a": 1}\n[2]', encoding="utf-8")
+    assert list(read_lines(path)) == [(1, "[1]"), (4, '{"a": 1}'), (5, "[2]")]
+
+
+# Bad lines -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"messages": [', "malformed JSON"),
+        ('"text"', "expected a JSON object or a list of messages"),
+        ("42", "expected a JSON object"),
+        ({"model": "m"}, "messages must be a non-empty list"),
+        ({"messages": []}, "messages must be a non-empty list"),
+        ({"messages": "hi"}, "messages must be a non-empty list"),
+        ([1, 2], "messages[0] must be an object"),
+        ([{"content": "x"}], "messages[0] needs a 'role'"),
+        ([{"role": "user"}], "messages[0] has no 'content'"),
+        ({"messages": USER, "model": 5}, "model must be a non-empty string"),
+        ({"messages": USER, "stream": True}, "'stream' is not supported"),
+        ({"messages": USER, "max_tokens": 0}, "max_tokens must be a positive integer"),
+        ({"messages": USER, "max_tokens": "9"}, "max_tokens must be a positive integer"),
+        ({"custom_id": "", "messages": USER}, "custom_id must be a non-empty string"),
+        ({"custom_id": ["x"], "messages": USER}, "custom_id must be a non-empty string"),
+        ({"method": "GET", "url": "/v1/chat/completions", "body": {}}, "method must be 'POST'"),
+        ({"method": "POST", "url": "/v1/embeddings", "body": {}}, "is not served by openai"),
+        ({"method": "POST", "url": "/v1/chat/completions", "body": []}, "body must be a JSON"),
+    ],
+)
+def test_every_bad_line_is_named_with_its_number(line: object, expected: str) -> None:
+    assert expected in problem(line)
+
+
+def test_a_line_without_a_model_needs_the_default() -> None:
+    assert "no model" in problem(USER, InputDefaults(Provider.OPENAI))
+
+
+def test_models_outside_the_allowed_set_are_unknown() -> None:
+    defaults = InputDefaults(Provider.OPENAI, model="a", models=frozenset({"a", "b"}))
+    assert parse(USER, defaults).model == "a"
+    assert "unknown model 'c' (allowed: a, b)" in problem(
+        {"messages": USER, "model": "c"}, defaults
+    )
+
+
+def test_a_bad_line_keeps_its_id_when_it_has_one() -> None:
+    parsed = parse_line(2, json.dumps({"custom_id": "x", "messages": []}), OPENAI)
+    assert isinstance(parsed, InvalidLine)
+    assert parsed.custom_id == "x"
+    broken = parse_line(3, "{", OPENAI)
+    assert isinstance(broken, InvalidLine)
+    assert broken.custom_id is None
+
+
+# The index and OUT ---------------------------------------------------------------------------
+
+
+def test_the_index_finds_duplicates_and_deletes_its_file(tmp_path: Path) -> None:
+    with WorkIndex(tmp_path) as index:
+        assert index.claim_id("a", 1) is None
+        assert index.claim_id("a", 1) is None  # the same line again is no duplicate
+        assert index.claim_id("a", 4) == 1
+        index.add_record(2, DoneRecord("b", final=False, ordinal=0, ok=False))
+        index.add_record(2, DoneRecord("b", final=True, ordinal=1, ok=True))
+        index.add_record(2, DoneRecord("b", final=False, ordinal=2, ok=False))
+        assert index.record_of(2) == DoneRecord("b", final=True, ordinal=1, ok=True)
+        assert index.first_unmatched() == 2
+        index.mark_matched(2)
+        assert index.first_unmatched() is None
+        path = index.path
+        assert path.exists()
+    assert not path.exists()
+
+
+def _records(*records: dict[str, Any]) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+def test_resume_cuts_a_partial_line_and_drops_records_to_redo(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    ok = success_record(1, "a", {"status_code": 200, "request_id": None, "body": {}})
+    failed = error_record(2, "b", "server_error", "HTTP 500")
+    bad = error_record(3, None, "invalid_input", "line 3: malformed JSON")
+    out.write_bytes(_records(ok, failed, bad) + b'{"id": "batch_req_x", "cust')
+    with WorkIndex(tmp_path) as index:
+        state = scan_output(out, index, retry_failed=False)
+        assert (state.records, state.settled, state.redo) == (3, 2, 1)
+        assert state.partial_bytes == len(b'{"id": "batch_req_x", "cust')
+        assert out.stat().st_size > len(_records(ok, failed, bad))  # scanning changes nothing
+        prepare_output(out, index, state)
+    assert out.read_bytes() == _records(ok, bad)
+
+
+def test_retry_failed_redoes_every_failure(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(_records(error_record(1, "a", "invalid_request", "HTTP 400")))
+    with WorkIndex(tmp_path) as index:
+        assert scan_output(out, index, retry_failed=False).settled == 1
+    with WorkIndex(tmp_path) as index:
+        assert scan_output(out, index, retry_failed=True).redo == 1
+
+
+def test_an_output_of_something_else_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"custom_id": "a", "response": null}\n', encoding="utf-8")
+    with WorkIndex(tmp_path) as index, pytest.raises(OutputFormatError, match="line 1"):
+        scan_output(out, index, retry_failed=False)
+
+
+def test_final_and_redone_failures() -> None:
+    def record(code: str, status: int | None = None) -> dict[str, Any]:
+        response = None if status is None else {"status_code": status}
+        return error_record(1, "a", code, "m", response)
+
+    assert is_final(success_record(1, "a", {}))
+    assert is_final(record("invalid_input"))
+    assert is_final(record("invalid_request", 400))
+    assert is_final(record("request_too_large", 429))
+    assert not is_final(record("invalid_request", 401))  # the key, not the line
+    assert not is_final(record("rate_limited", 429))
+    assert not is_final(record("quota_exhausted"))
+    assert not is_final(record("network"))
+    assert not is_final(record("transport_error"))
+    assert not is_final(record("invalid_request", 400), retry_failed=True)
+
+
+# Limits, settings and options ----------------------------------------------------------------
+
+
+def test_numbers_apply_to_every_model_of_the_provider() -> None:
+    limits = scope_limits(Provider.OPENAI, {"rpm": 100, "tpm": 5000}, None, ["m"])
+    assert list(limits) == ["openai:*"]
+    assert [str(limit) for limit in limits["openai:*"]] == ["100 requests/min", "5000 tokens/min"]
+    assert scope_limits(Provider.OPENAI, {}, None, ["m"]) == {}
+
+
+def test_presets_are_per_model_and_numbers_override_them() -> None:
+    limits = scope_limits(Provider.OPENAI, {"rpm": 7}, "openai:tier-3", ["gpt-4o-mini"])
+    assert [str(limit) for limit in limits["openai:gpt-4o-mini"]] == [
+        "7 requests/min", "4000000 tokens/min",
+    ]  # fmt: skip
+    assert [str(limit) for limit in limits["openai:*"]] == ["7 requests/min"]
+    anthropic = scope_limits(Provider.ANTHROPIC, {}, "anthropic:2", ["claude-sonnet-4-5"])
+    assert len(anthropic["anthropic:claude-sonnet-4-5"]) == 3
+    assert check_preset("anthropic:build") == ("anthropic", "build")
+    with pytest.raises(ConfigurationError, match="FAMILY:TIER"):
+        check_preset("tier-3")
+    with pytest.raises(ConfigurationError, match="no OpenAI preset"):
+        scope_limits(Provider.OPENAI, {}, "openai:1", ["unknown-model"])
+
+
+def test_config_files_are_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "batch.toml"
+    path.write_text(
+        'provider = "anthropic"\nmodels = "a, b"\nworkers = 3\nmax_cost = 2\nconcurrency = 4\n'
+        "[limits]\nrpm = 50\n",
+        encoding="utf-8",
+    )
+    assert load_config(path) == {
+        "provider": "anthropic", "models": frozenset({"a", "b"}), "workers": 3,
+        "max_cost": 2.0, "limits": {"rpm": 50, "concurrency": 4},
+    }  # fmt: skip
+    for text, message in [
+        ("colour = 1", "unknown setting 'colour'"),
+        ("[limits]\nrph = 1", "unknown limits rph"),
+        ("workers = 'x'", "workers must be a whole number"),
+        ("provider = 1", "provider must be a string"),
+        ("= broken", "not valid TOML"),
+    ]:
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigurationError, match=message):
+            load_config(path)
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"provider": "gemini"}, "provider must be one of"),
+        ({"workers": 0}, "workers must be"),
+        ({"limits": {"rph": 1}}, "unknown limit"),
+        ({"limits": {"rpm": 0}}, "positive integer"),
+        ({"max_cost": -1.0}, "max_cost must be"),
+        ({"on_invalid": "skip"}, "on_invalid must be"),
+        ({"preset": "openai"}, "FAMILY:TIER"),
+        ({"grace": -1.0}, "grace must be"),
+        ({"models": frozenset()}, "at least one model"),
+        ({"output": "in.jsonl"}, "must not be the input"),
+    ],
+)
+def test_bad_options_are_refused(changes: dict[str, Any], message: str) -> None:
+    settings: dict[str, Any] = {"input": "in.jsonl", "output": "out.jsonl", **changes}
+    with pytest.raises(ConfigurationError, match=message):
+        BatchFileOptions(**settings)
