@@ -454,6 +454,10 @@ async def test_model_config_is_validated_and_shorthand_adds_limits() -> None:
         ModelConfig("m", rpm=1, aging=0)
     custom = RateLimiterConfig(RateLimiterType.TPM, 1_000, time_period=10)
     assert str(custom.to_limit()) == "1000 tokens/10s"
+    spared = ModelConfig("m", tpm=1_000, concurrent=3, headroom=0.99).limits()
+    assert [getattr(limit, "capacity", None) for limit in spared] == [990, 3]
+    with pytest.raises(ConfigurationError, match=r"headroom must be a fraction in \(0, 1\], got 0"):
+        ModelConfig("m", rpm=1, headroom=0)
 
 
 async def test_queues_of_two_managers_share_limits_through_redis(redis_url: str) -> None:
