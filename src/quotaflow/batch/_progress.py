@@ -7,7 +7,7 @@ shown only on a terminal.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from rich.console import Console
 from rich.progress import (
@@ -25,6 +25,10 @@ from quotaflow.batch._summary import RunCounters
 from quotaflow.batch._tables import preflight_table, usd
 
 __all__ = ["Reporter", "RichReporter"]
+
+
+#: Bad lines printed when they are also recorded in OUT (all are printed otherwise).
+_BAD_LINES_SHOWN: Final = 20
 
 
 class Reporter:
@@ -56,7 +60,7 @@ class RichReporter(Reporter):
         out: where the tables go (stdout).
         err: where bad lines, notices and the progress bar go (stderr).
         progress: show the bar (when ``err`` is a terminal).
-        list_bad_lines: print each bad line as the pre-flight finds it.
+        list_bad_lines: print every bad line as the pre-flight finds it (else the first 20).
     """
 
     def __init__(
@@ -74,9 +78,15 @@ class RichReporter(Reporter):
         self._out.print(preflight_table(report))
 
     def bad_line(self, problem: InvalidLine) -> None:
-        if self._list_bad_lines:
+        self._bad_shown += 1
+        if self._list_bad_lines or self._bad_shown <= _BAD_LINES_SHOWN:
             self._err.print(
                 f"invalid: {problem.message}", markup=False, highlight=False, soft_wrap=True
+            )
+        elif self._bad_shown == _BAD_LINES_SHOWN + 1:
+            self._err.print(
+                f"invalid: more bad lines than {_BAD_LINES_SHOWN}; each is recorded in OUT "
+                "with its line number (error code invalid_input)"
             )
 
     def start(self, counters: RunCounters) -> None:
