@@ -198,6 +198,7 @@ class ModelConfig:
         _check_count("max_queue_size", self.max_queue_size)
         shares = _check_shares(self.min_share)
         object.__setattr__(self, "min_share", shares)
+        self.limits()  # the engine checks every limit now, not at register_queue
 
     @property
     def queue_scope(self) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from quotaflow._clock import Clock, TimerHandle
-from quotaflow._errors import AcquireTimeoutError, ConfigurationError
+from quotaflow._errors import AcquireTimeoutError, ConfigurationError, InvalidUsageError
 from quotaflow._limiter import Limiter, Reservation
 from quotaflow._status import ScopeStatus
 from quotaflow.core import NS_PER_SECOND, Usage
@@ -82,7 +82,10 @@ class _Ticket:
         "future",
         "report",
         "request",
+        "reservation",
         "response",
+        "settling",
+        "started",
         "status",
         "submitted",
         "withdrawn",
@@ -98,6 +101,9 @@ class _Ticket:
         self.entry: Entry[_Ticket] | None = None
         self.admitting = False  # the dispatcher is asking the limiter for it
         self.withdrawn = False  # its caller gave up before it ran
+        self.reservation: Reservation | None = None  # once admitted
+        self.started = False  # its processor task has begun
+        self.settling = False  # its usage is decided: a report now is late
         self.deadline_timer: TimerHandle | None = None
         self.report: asyncio.Future[None] | None = None  # set while awaiting a usage report
         self.response: QueueResponse[Any] | None = None
@@ -131,6 +137,7 @@ class ModelQueue(Generic[P, T]):
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._running: dict[asyncio.Task[None], _Ticket] = {}
+        self._settles: set[asyncio.Future[None]] = set()  # settlements under way
         self._closed = False
         self._draining = True
         self._ended = dict.fromkeys(
@@ -194,6 +201,12 @@ class ModelQueue(Generic[P, T]):
                     f"no request {request_id!r} in the queue of {self.config.model_id!r}"
                 )
             await self._charge_late(*finished, input_tokens, output_tokens)
+            return False
+        if ticket.settling:  # settled at its estimate right now: the report is late
+            if ticket.response is not None:
+                await self._charge_late(
+                    ticket.response, ticket.request, *(input_tokens, output_tokens)
+                )
             return False
         ticket.request.actual_input_tokens = input_tokens
         ticket.request.actual_output_tokens = output_tokens
@@ -288,6 +301,8 @@ class ModelQueue(Generic[P, T]):
                 handle.cancel()
             if not expired.done():
                 expired.cancel()
+        if self._settles:  # before the limiter may be closed
+            await asyncio.gather(*self._settles, return_exceptions=True)
 
     async def _stop_now(self) -> None:
         self._draining = False
@@ -295,14 +310,21 @@ class ModelQueue(Generic[P, T]):
         dispatcher = self._dispatcher
         if dispatcher is not None:
             dispatcher.cancel()
+        unstarted = []
         for task, ticket in list(self._running.items()):
             if ticket.report is not None:
                 if not ticket.report.done():
                     ticket.report.set_result(None)  # its processor returned: settle now
             else:
                 task.cancel()
+                if not ticket.started:  # cancelled before its first step: clean up here
+                    unstarted.append(ticket)
         pending = [t for t in (dispatcher, *self._running) if t is not None]
         await asyncio.gather(*pending, return_exceptions=True)
+        for ticket in unstarted:
+            if ticket.response is None and ticket.reservation is not None:
+                await _give_back(ticket.reservation)  # the call was never made
+                self._end(ticket, RequestStatus.CANCELLED)
 
     # The dispatcher --------------------------------------------------------------------------
 
@@ -330,6 +352,9 @@ class ModelQueue(Generic[P, T]):
 
     async def _admit(self, ticket: _Ticket) -> None:
         request = ticket.request
+        if ticket.withdrawn:  # its caller left while it was being displaced
+            self._end(ticket, RequestStatus.CANCELLED)
+            return
         timeout = None
         if request.deadline is not None:
             timeout = request.deadline - self._clock.now_ns() / NS_PER_SECOND
@@ -358,8 +383,8 @@ class ModelQueue(Generic[P, T]):
         except Exception as error:  # noqa: BLE001 (the request's own failure, e.g. too large)
             self._end(ticket, RequestStatus.FAILED, error=error)
             return
-        if ticket.withdrawn:  # its caller left as it was admitted
-            await reservation.cancel()
+        if _withdrawn(ticket):  # its caller left as it was admitted
+            await _give_back(reservation)
             self._end(ticket, RequestStatus.CANCELLED)
             return
         assert ticket.entry is not None  # noqa: S101
@@ -384,6 +409,8 @@ class ModelQueue(Generic[P, T]):
                     return False
                 if self._displaced(ticket):
                     await _call_off(acquire)
+                    if _withdrawn(ticket):  # its caller left meanwhile
+                        self._end(ticket, RequestStatus.CANCELLED)
                     return False
         except asyncio.CancelledError:
             await asyncio.shield(_call_off(acquire))
@@ -406,6 +433,7 @@ class ModelQueue(Generic[P, T]):
 
     def _start(self, ticket: _Ticket, reservation: Reservation) -> None:
         ticket.status = RequestStatus.PROCESSING
+        ticket.reservation = reservation
         if ticket.deadline_timer is not None:
             ticket.deadline_timer.cancel()
         task = asyncio.get_running_loop().create_task(self._run(ticket, reservation))
@@ -413,6 +441,7 @@ class ModelQueue(Generic[P, T]):
         task.add_done_callback(lambda t: self._running.pop(t, None))
 
     async def _run(self, ticket: _Ticket, reservation: Reservation) -> None:
+        ticket.started = True
         request = ticket.request
         clock = self._clock
         started = clock.now_ns()
@@ -444,7 +473,11 @@ class ModelQueue(Generic[P, T]):
         try:
             if usage is None and not cancelled and self.config.usage_report_timeout > 0:
                 usage = await self._await_report(ticket)
-            await asyncio.shield(self._settle(reservation, usage, response))
+            ticket.settling = True
+            settle = asyncio.ensure_future(self._settle(reservation, usage, response))
+            self._settles.add(settle)
+            settle.add_done_callback(self._settles.discard)
+            await asyncio.shield(settle)
         finally:
             self._forget(ticket, response)
         if cancelled:
@@ -452,17 +485,31 @@ class ModelQueue(Generic[P, T]):
 
     def _known_usage(self, request: QueueRequest[Any], result: object) -> tuple[int, int] | None:
         if request.actual_input_tokens is not None or request.actual_output_tokens is not None:
-            return (
+            reported = (
                 request.estimated_input_tokens if request.actual_input_tokens is None
                 else request.actual_input_tokens,
                 request.estimated_output_tokens if request.actual_output_tokens is None
                 else request.actual_output_tokens,
             )  # fmt: skip
+            if _is_usage(reported):
+                return reported
+            _log.warning(
+                "request %s reported usage %r: not non-negative ints; the estimate stands",
+                request.id, reported,
+            )  # fmt: skip
+            return None
         if self._usage_of is not None and result is not None:
             try:
-                return self._usage_of(result)
+                usage = self._usage_of(result)
             except Exception:  # noqa: BLE001 (a bad extractor must not lose the settlement)
                 _log.exception("usage_of failed for request %s", request.id)
+                return None
+            if usage is None or _is_usage(usage):
+                return usage
+            _log.warning(
+                "usage_of gave %r for request %s: not two non-negative ints; the estimate "
+                "stands", usage, request.id,
+            )  # fmt: skip
         return None
 
     async def _await_report(self, ticket: _Ticket) -> tuple[int, int] | None:
@@ -485,11 +532,15 @@ class ModelQueue(Generic[P, T]):
         self, reservation: Reservation, usage: tuple[int, int] | None, response: QueueResponse[Any]
     ) -> None:
         try:
-            if usage is None:
-                await reservation.settle()  # the estimate stands: never under-count
-            else:
-                response.input_tokens_used, response.output_tokens_used = usage
-                await reservation.settle(input_tokens=usage[0], output_tokens=usage[1])
+            if usage is not None:
+                try:
+                    await reservation.settle(input_tokens=usage[0], output_tokens=usage[1])
+                except InvalidUsageError:  # checked before; a race or a bad extractor
+                    _log.warning("request %s reported bad usage %r", response.request_id, usage)
+                else:
+                    response.input_tokens_used, response.output_tokens_used = usage
+                    return
+            await reservation.settle()  # the estimate stands: never under-count
         except Exception:  # noqa: BLE001 (the store failed: the reservation lapses at its TTL)
             _log.exception("could not settle request %s", response.request_id)
 
@@ -562,13 +613,37 @@ class ModelQueue(Generic[P, T]):
 
 
 async def _call_off(acquire: asyncio.Future[Reservation]) -> None:
-    """Cancel a pending admission; give back a reservation granted in the meantime."""
+    """Cancel a pending admission; give back a reservation granted in the meantime.
+
+    Waits without awaiting ``acquire`` itself, so that a cancellation of the caller is not
+    mistaken for the admission's own.
+    """
     acquire.cancel()
+    await asyncio.wait((acquire,))
+    if not acquire.cancelled() and acquire.exception() is None:
+        await _give_back(acquire.result())
+
+
+async def _give_back(reservation: Reservation) -> None:
+    """Cancel a reservation whose call was never made; a store failure lapses at the TTL."""
     try:
-        reservation = await acquire
-    except (asyncio.CancelledError, Exception):  # noqa: BLE001 (called off either way)
-        return
-    await reservation.cancel()
+        await reservation.cancel()
+    except Exception:  # noqa: BLE001
+        _log.exception("could not give back reservation %s", reservation.id)
+
+
+def _withdrawn(ticket: _Ticket) -> bool:
+    """Whether the caller gave up (read after an ``await``, when it may have changed)."""
+    return ticket.withdrawn
+
+
+def _is_usage(value: object) -> bool:
+    """Whether ``value`` is ``(input_tokens, output_tokens)``: two non-negative ints."""
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2  # noqa: PLR2004
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    )
 
 
 def _resolver(future: asyncio.Future[None]) -> Callable[[], None]:
