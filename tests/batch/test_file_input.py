@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,13 @@ from quotaflow.batch._input import (
     InputDefaults,
     InvalidLine,
     RequestLine,
+    line_hash,
     parse_line,
     read_lines,
 )
 from quotaflow.batch._limits import check_preset, scope_limits
 from quotaflow.batch._options import BatchFileOptions
-from quotaflow.batch._output import error_record, is_final, success_record
+from quotaflow.batch._output import OutputWriter, error_record, is_final, success_record
 from quotaflow.batch._resume import prepare_output, scan_output
 from quotaflow.providers import Provider
 
@@ -104,6 +106,66 @@ def test_blank_lines_keep_their_numbers(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     path.write_text('[1]\n\n  \n{"a": 1}\n[2]', encoding="utf-8")
     assert list(read_lines(path)) == [(1, "[1]"), (4, '{"a": 1}'), (5, "[2]")]
+
+
+def test_a_byte_order_mark_before_line_1_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    text = json.dumps(USER)
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode() + b"\r\n[2]\r\n")
+    assert list(read_lines(path)) == [(1, text), (2, "[2]")]
+    assert parse(text, number=1).line_hash == line_hash(text)
+
+
+def test_lines_that_are_not_utf8_are_bad_lines_and_never_altered(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    good = json.dumps({"custom_id": "a", "messages": [{"role": "user", "content": "café"}]})
+    bad = b'{"custom_id": "b", "messages": [{"role": "user", "content": "caf\xe9"}]}'
+    path.write_bytes(good.encode() + b"\n" + bad + b"\n" + b"\xed\xa0\x80\n")
+    lines = list(read_lines(path))
+    assert [n for n, _ in lines] == [1, 2, 3]
+    assert parse(lines[0][1], number=1).body["messages"][0]["content"] == "café"
+    for number, text in lines[1:]:
+        parsed = parse_line(number, text, OPENAI)
+        assert isinstance(parsed, InvalidLine)
+        assert (parsed.message, parsed.custom_id) == (f"line {number}: not UTF-8 text", None)
+    # The hash is that of the bytes as they are: another bad byte is another line.
+    other = bad.replace(b"\xe9", b"\xe8")
+    path.write_bytes(other + b"\n")
+    [(_, changed)] = read_lines(path)
+    assert line_hash(changed) != line_hash(lines[1][1])
+    assert line_hash(lines[1][1]) == hashlib.sha256(bad).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"custom_id": "x\\ud800", "messages": [{"role": "user", "content": "hi"}]}',
+        '{"custom_id": "a", "messages": "\\udc00"}',
+        '[{"role": "user", "content": "a \\uDBFF b"}]',
+    ],
+)
+def test_lone_surrogate_escapes_are_bad_lines(text: str) -> None:
+    parsed = parse_line(5, text, OPENAI)
+    assert isinstance(parsed, InvalidLine)
+    assert parsed.message == "line 5: not valid UTF-8 text: a lone surrogate"
+    assert parsed.custom_id is None  # nothing unencodable reaches the index or OUT
+
+
+def test_surrogate_pairs_and_escaped_backslashes_are_fine() -> None:
+    pair = parse('[{"role": "user", "content": "\\ud83d\\ude00"}]')
+    assert pair.body["messages"][0]["content"] == "\U0001f600"
+    text = parse('[{"role": "user", "content": "\\\\ud800"}]')
+    assert text.body["messages"][0]["content"] == "\\ud800"
+
+
+def test_every_line_has_the_hash_of_its_text() -> None:
+    text = json.dumps(USER)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    assert parse(text).line_hash == digest == line_hash(text)
+    broken = parse_line(3, "{", OPENAI)
+    assert isinstance(broken, InvalidLine)
+    assert broken.line_hash == line_hash("{")
+    assert parse(json.dumps([{"role": "user", "content": "other"}])).line_hash != digest
 
 
 # Bad lines -----------------------------------------------------------------------------------
@@ -203,6 +265,50 @@ def test_retry_failed_redoes_every_failure(tmp_path: Path) -> None:
         assert scan_output(out, index, retry_failed=False).settled == 1
     with WorkIndex(tmp_path) as index:
         assert scan_output(out, index, retry_failed=True).redo == 1
+
+
+def test_the_scan_keeps_each_records_hash_and_kind(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    ok = success_record(1, "a", {"status_code": 200}, "00aa")
+    bad = error_record(2, None, "invalid_input", "line 2: malformed JSON", line_hash="11bb")
+    old = error_record(3, "c", "invalid_request", "HTTP 400")
+    del old["line_hash"]  # written before line_hash existed
+    out.write_bytes(_records(ok, bad, old))
+    with WorkIndex(tmp_path) as index:
+        scan_output(out, index, retry_failed=False)
+        ok_found = DoneRecord("a", final=True, ordinal=0, ok=True, line_hash="00aa")
+        assert index.record_of(1) == ok_found
+        assert index.record_of(2) == DoneRecord(
+            None, final=True, ordinal=1, ok=False, line_hash="11bb", invalid_input=True
+        )
+        assert index.record_of(3) == DoneRecord("c", final=True, ordinal=2, ok=False)
+        index.reopen(2)
+        assert index.counts() == (2, 1)
+
+
+def test_blank_lines_of_an_output_are_ignored(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    ok = success_record(1, "a", {"status_code": 200, "request_id": None, "body": {}})
+    failed = error_record(2, "b", "server_error", "HTTP 500")
+    out.write_bytes(_records(ok) + b"\n  \r\n" + _records(failed) + b"\n")
+    with WorkIndex(tmp_path) as index:
+        state = scan_output(out, index, retry_failed=False)
+        assert (state.records, state.settled, state.redo, state.partial_bytes) == (2, 1, 1, 0)
+        assert index.record_of(2) == DoneRecord("b", final=False, ordinal=1, ok=False)
+        prepare_output(out, index, state)
+    assert out.read_bytes() == _records(ok)
+
+
+def test_a_record_with_a_lone_surrogate_is_written_with_ascii_escapes(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    body = {"choices": [{"message": {"content": "a\ud800 é"}}]}
+    with OutputWriter(out) as writer:
+        writer.write(success_record(1, "é", {"status_code": 200, "body": body}))
+        writer.write(success_record(2, "é", {"status_code": 200, "body": {}}))
+    first, second = out.read_bytes().splitlines()
+    assert b"\\ud800" in first
+    assert json.loads(first)["response"]["body"] == body
+    assert "é".encode() in second  # UTF-8 text otherwise
 
 
 def test_an_output_of_something_else_is_refused(tmp_path: Path) -> None:

@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
+from quotaflow.batch._cost import Pricing
 from quotaflow.batch._file_errors import (
     BudgetExceededError,
     InputChangedError,
     InvalidInputError,
 )
-from quotaflow.batch._input import InvalidLine, RequestLine
+from quotaflow.batch._input import InputDefaults, InvalidLine, RequestLine, parse_line
 from quotaflow.batch._options import BatchFileOptions
-from quotaflow.batch._preflight import Preflight
+from quotaflow.batch._preflight import Preflight, estimate
 from quotaflow.batch._progress import Reporter
 from quotaflow.batch._runner import StopControl, run_batch_file
 from quotaflow.batch._summary import RunCounters
 from quotaflow.client import ClientConfig, RetryPolicy
 from quotaflow.emulator import FAULT_HEADER, OUTPUT_HEADER, EmulatorConfig, EmulatorServer
+from quotaflow.providers import Provider
 
 MODEL = "gpt-4o-mini"
 FAST = ClientConfig(retry=RetryPolicy(max_retries=0))
@@ -201,6 +205,30 @@ async def test_error_responses_are_classified(tmp_path: Path, emulator: Emulator
     assert summary.exit_code == 1
 
 
+@pytest.mark.asyncio
+async def test_a_bom_bad_bytes_and_lone_surrogates_are_handled(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(
+        b"\xef\xbb\xbf" + json.dumps(chat(1)).encode() + b"\r\n"
+        + b'{"custom_id": "r2", "messages": [{"role": "user", "content": "caf\xe9"}]}\n'
+        + b'{"custom_id": "x\\ud800", "messages": [{"role": "user", "content": "hi"}]}\n'
+        + b'{"custom_id": "r4", "messages": "\\udc00"}\n'
+        + json.dumps(chat(5)).encode() + b"\n"
+    )  # fmt: skip
+    summary = await run_batch_file(options(tmp_path, emulator))
+    found = by_line(tmp_path / "out.jsonl")
+    assert [found[n]["error"] for n in (1, 5)] == [None, None]
+    assert found[2]["error"]["message"] == "line 2: not UTF-8 text"
+    assert found[3]["error"]["message"] == "line 3: not valid UTF-8 text: a lone surrogate"
+    assert found[4]["error"]["message"] == "line 4: not valid UTF-8 text: a lone surrogate"
+    assert {found[n]["custom_id"] for n in (2, 3, 4)} == {None}
+    assert (summary.succeeded, summary.invalid, sent(emulator)) == (2, 3, 2)
+    again = await run_batch_file(options(tmp_path, emulator))
+    assert (again.skipped, again.done_now, sent(emulator)) == (5, 0, 2)
+
+
 # Resume --------------------------------------------------------------------------------------
 
 
@@ -288,6 +316,100 @@ async def test_a_changed_input_is_refused(tmp_path: Path, emulator: EmulatorServ
     assert sent(emulator) == 3
 
 
+@pytest.mark.asyncio
+async def test_lines_without_ids_that_moved_are_refused(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    def bare(i: int) -> list[dict[str, str]]:
+        return [{"role": "user", "content": f"q{i}"}]
+
+    source = write(tmp_path / "in.jsonl", [bare(i) for i in range(4)])
+    await run_batch_file(options(tmp_path, emulator))
+    write(source, [bare(i) for i in range(1, 5)])  # the first line removed, one appended
+    with pytest.raises(InputChangedError, match=r"line 1 of .* is not the line its record"):
+        await run_batch_file(options(tmp_path, emulator))
+    write(source, [bare(0), bare(9), bare(2), bare(3)])  # one edited in place
+    with pytest.raises(InputChangedError, match=r"line 2 of .* is not the line its record"):
+        await run_batch_file(options(tmp_path, emulator))
+    write(source, [bare(i) for i in range(5)])  # appending is fine
+    summary = await run_batch_file(options(tmp_path, emulator))
+    assert (summary.skipped, summary.done_now, sent(emulator)) == (4, 1, 5)
+
+
+@pytest.mark.asyncio
+async def test_a_line_with_an_id_and_other_content_is_refused(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    source = write(tmp_path / "in.jsonl", [chat(1), chat(2)])
+    await run_batch_file(options(tmp_path, emulator))
+    write(source, [chat(1), chat(2, temperature=0)])
+    with pytest.raises(InputChangedError, match="line 2 of"):
+        await run_batch_file(options(tmp_path, emulator))
+    assert sent(emulator) == 2
+
+
+@pytest.mark.asyncio
+async def test_records_without_a_line_hash_are_matched_by_id(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    source = write(tmp_path / "in.jsonl", [chat(1), chat(2)])
+    out = tmp_path / "out.jsonl"
+    await run_batch_file(options(tmp_path, emulator))
+    old = [{k: v for k, v in r.items() if k != "line_hash"} for r in records(out)]
+    out.write_text("".join(json.dumps(r) + "\n" for r in old), encoding="utf-8")
+    write(source, [chat(1), chat(2, temperature=0), chat(3)])
+    summary = await run_batch_file(options(tmp_path, emulator))
+    assert (summary.skipped, summary.done_now, sent(emulator)) == (2, 1, 3)
+    write(source, [chat(1), chat(9), chat(3)])
+    with pytest.raises(InputChangedError, match="line 2 is now 'r9'"):
+        await run_batch_file(options(tmp_path, emulator))
+
+
+@pytest.mark.asyncio
+async def test_bad_lines_fixed_in_place_are_checked_and_sent_again(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    source = write(tmp_path / "in.jsonl", [
+        chat(1), '{"custom_id": "r2", "messages": [', chat(3, messages=[]), chat(1), "nope",
+    ])  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    first = await run_batch_file(options(tmp_path, emulator))
+    assert (first.succeeded, first.invalid) == (1, 4)
+    # Line 2 fixed; line 3 still bad (another problem); line 4 given its own id; 5 unchanged.
+    write(source, [chat(1), chat(2), chat(3, messages="x"), chat(4), "nope"])
+    second = await run_batch_file(options(tmp_path, emulator))
+    assert (second.skipped, second.succeeded, second.invalid) == (2, 2, 1)
+    assert second.exit_code == 1
+    found = by_line(out)
+    assert [found[n]["error"] for n in (1, 2, 4)] == [None, None, None]
+    assert "line 3: messages must be a non-empty list" in found[3]["error"]["message"]
+    assert "line 5: malformed JSON" in found[5]["error"]["message"]
+    write(source, [chat(1), chat(2), chat(3), chat(4), "nope"])
+    third = await run_batch_file(options(tmp_path, emulator))
+    assert (third.skipped, third.succeeded) == (4, 1)
+    assert sorted(by_line(out)) == [1, 2, 3, 4, 5]
+    assert sent(emulator) == 4
+
+
+@pytest.mark.asyncio
+async def test_blank_lines_in_the_output_are_ignored(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    write(tmp_path / "in.jsonl", [chat(1), chat(2), chat(3)])
+    out = tmp_path / "out.jsonl"
+    faults = {"r2": {FAULT_HEADER: "500"}}
+    await run_batch_file(options(tmp_path, emulator, request_headers=headers_for(faults)))
+    with out.open("ab") as file:
+        file.write(b"\n\n")
+    summary = await run_batch_file(options(tmp_path, emulator))
+    assert (summary.skipped, summary.done_now, summary.exit_code) == (2, 1, 0)
+    assert b"\n\n" not in out.read_bytes()  # dropped when OUT was rewritten
+    assert sorted(by_line(out)) == [1, 2, 3]
+    with out.open("ab") as file:
+        file.write(b"\n")
+    assert (await run_batch_file(options(tmp_path, emulator))).skipped == 3
+
+
 # Budget --------------------------------------------------------------------------------------
 
 
@@ -337,6 +459,78 @@ async def test_a_partial_run_stops_at_the_budget_and_a_rerun_continues(
     assert rest.done_now == 10 - summary.done_now
     assert sorted(by_line(tmp_path / "out.jsonl")) == list(range(1, 11))
     assert sent(emulator) == 10
+
+
+class _NoUsage(BaseHTTPRequestHandler):
+    """A provider (or a gateway) that answers without a usage: ``status`` and ``body``."""
+
+    status: ClassVar[int] = 200
+    body: ClassVar[bytes] = b""
+    calls: ClassVar[list[int]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.calls.append(1)
+        self.send_response(self.status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def no_usage() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NoUsage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _NoUsage.calls = []
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+_ANSWER = json.dumps({
+    "id": "c", "object": "chat.completion", "model": MODEL,
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "x" * 80},
+                 "finish_reason": "stop"}],
+}).encode()  # fmt: skip
+_ERROR = json.dumps({"error": {"message": "bad", "type": "invalid_request_error"}}).encode()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("status", "body", "billed"),
+    [(200, _ANSWER, True), (200, b"<html>proxy</html>", True), (400, _ERROR, False)],
+)
+async def test_an_answer_without_a_usage_is_charged_its_worst_case_unless_an_error(
+    tmp_path: Path, no_usage: str, status: int, body: bytes, *, billed: bool
+) -> None:
+    _NoUsage.status, _NoUsage.body = status, body
+    write(tmp_path / "in.jsonl", [chat(i) for i in range(10)])
+    defaults = InputDefaults(Provider.OPENAI, MODEL, 20, force_cap=True)
+    line = parse_line(1, json.dumps(chat(0)), defaults)
+    assert isinstance(line, RequestLine)
+    worst = estimate(Provider.OPENAI, Pricing(Provider.OPENAI), line).cost
+    assert worst is not None
+    settings: dict[str, Any] = {
+        "input": tmp_path / "in.jsonl", "output": tmp_path / "out.jsonl", "base_url": no_usage,
+        "api_key": "test", "model": MODEL, "max_tokens": 20, "workers": 1,
+        "client_config": FAST, "max_cost": 3 * worst / 1e6, "allow_partial": True,
+    }  # fmt: skip
+    summary = await run_batch_file(BatchFileOptions(**settings))
+    if billed:
+        assert 1 <= len(_NoUsage.calls) <= 3
+        assert summary.stopped == "max_cost"
+        assert summary.unpriced == len(_NoUsage.calls)
+    else:  # an error answer is not billed: the budget is untouched
+        assert len(_NoUsage.calls) == 10
+        assert (summary.stopped, summary.unpriced) == (None, 0)
 
 
 # Stops ---------------------------------------------------------------------------------------

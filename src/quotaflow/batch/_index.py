@@ -20,7 +20,8 @@ __all__ = ["DoneRecord", "WorkIndex"]
 _SCHEMA: Final = """
 CREATE TABLE done (
     line INTEGER PRIMARY KEY, custom_id TEXT, final INTEGER NOT NULL, ok INTEGER NOT NULL,
-    ordinal INTEGER NOT NULL, matched INTEGER NOT NULL DEFAULT 0
+    ordinal INTEGER NOT NULL, matched INTEGER NOT NULL DEFAULT 0, line_hash TEXT,
+    invalid_input INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE ids (custom_id TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE invalid (line INTEGER PRIMARY KEY, message TEXT NOT NULL, custom_id TEXT);
@@ -36,12 +37,16 @@ class DoneRecord(NamedTuple):
         final: the line is done for good (skipped).
         ordinal: which record of OUT it is (from 0).
         ok: the record is a success.
+        line_hash: the hash of the line it was written for (``None`` in older records).
+        invalid_input: the record is that of a bad line (code ``invalid_input``).
     """
 
     custom_id: str | None
     final: bool
     ordinal: int
     ok: bool
+    line_hash: str | None = None
+    invalid_input: bool = False
 
 
 class WorkIndex:
@@ -68,20 +73,34 @@ class WorkIndex:
     def add_record(self, line: int, record: DoneRecord) -> None:
         """Note OUT's ``record`` for ``line``; the first final record wins over the others."""
         self._db.execute(
-            "INSERT INTO done (line, custom_id, final, ordinal, ok) VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO done (line, custom_id, final, ordinal, ok, line_hash, invalid_input) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(line) DO UPDATE SET custom_id = excluded.custom_id, "
-            "final = excluded.final, ordinal = excluded.ordinal, ok = excluded.ok "
+            "final = excluded.final, ordinal = excluded.ordinal, ok = excluded.ok, "
+            "line_hash = excluded.line_hash, invalid_input = excluded.invalid_input "
             "WHERE done.final = 0",
-            (line, record.custom_id, int(record.final), record.ordinal, int(record.ok)),
-        )
+            (
+                line, record.custom_id, int(record.final), record.ordinal, int(record.ok),
+                record.line_hash, int(record.invalid_input),
+            ),
+        )  # fmt: skip
         self._tick()
 
     def record_of(self, line: int) -> DoneRecord | None:
         """What OUT holds for ``line``, or ``None``."""
         row = self._db.execute(
-            "SELECT custom_id, final, ordinal, ok FROM done WHERE line = ?", (line,)
+            "SELECT custom_id, final, ordinal, ok, line_hash, invalid_input FROM done "
+            "WHERE line = ?",
+            (line,),
         ).fetchone()
-        return None if row is None else DoneRecord(row[0], bool(row[1]), row[2], bool(row[3]))
+        if row is None:
+            return None
+        return DoneRecord(row[0], bool(row[1]), row[2], bool(row[3]), row[4], bool(row[5]))
+
+    def reopen(self, line: int) -> None:
+        """Make ``line`` one to do again (its record no longer settles it, and is removed)."""
+        self._db.execute("UPDATE done SET final = 0 WHERE line = ?", (line,))
+        self._tick()
 
     def mark_matched(self, line: int) -> None:
         """Note that the input still has ``line``."""

@@ -1,4 +1,4 @@
-"""Input lines of ``quotaflow batch``: read one at a time, parsed into requests or problems.
+r"""Input lines of ``quotaflow batch``: read one at a time, parsed into requests or problems.
 
 Three formats per line:
 
@@ -8,12 +8,19 @@ Three formats per line:
 - a bare list of messages: ``[{"role": ..., "content": ...}, ...]``.
 
 A line's id is its ``custom_id`` (or ``id``), else ``line-<n>``. Plain lines and bare lists go
-to the provider's chat endpoint.
+to the provider's chat endpoint. Every line also has a content hash (:func:`line_hash`), kept in
+its record, so that a rerun notices a line that changed even when its id did not.
+
+The file is read as bytes, one line at a time, and each line is decoded strictly as UTF-8 (a
+byte-order mark before line 1 is dropped): a line that is not UTF-8 text, or whose JSON holds a
+lone surrogate escape (a ``\uD800`` with no pair), is a bad line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +33,7 @@ __all__ = [
     "InputDefaults",
     "InvalidLine",
     "RequestLine",
+    "line_hash",
     "parse_line",
     "read_lines",
 ]
@@ -56,6 +64,10 @@ _CAP_KEYS: Final = {
 }
 _BATCH_KEYS: Final = frozenset({"body", "method", "url"})
 _MAX_SHOWN: Final = 60
+_BOM: Final = b"\xef\xbb\xbf"
+_HASH_CHARS: Final = 16
+#: A JSON escape of a UTF-16 surrogate (a pair decodes to one character; a lone one does not).
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +102,7 @@ class RequestLine:
         body: the JSON body to send.
         model: the body's model.
         max_output: the body's output cap (``None`` if it sets none).
+        line_hash: the hash of the line's text (:func:`line_hash`).
     """
 
     line: int
@@ -99,6 +112,7 @@ class RequestLine:
     body: dict[str, Any]
     model: str
     max_output: int | None
+    line_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +123,13 @@ class InvalidLine:
         line: the line number (from 1).
         custom_id: its id, when the line was readable enough to have one.
         message: what is wrong, naming the line.
+        line_hash: the hash of the line's text (:func:`line_hash`), when known.
     """
 
     line: int
     custom_id: str | None
     message: str
+    line_hash: str | None = None
 
 
 class _Invalid(Exception):  # noqa: N818 (a private signal, never seen outside this module)
@@ -125,31 +141,71 @@ class _Invalid(Exception):  # noqa: N818 (a private signal, never seen outside t
 def read_lines(path: Path) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, text)`` for every non-blank line, one at a time.
 
-    Blank lines keep their number but yield nothing. The file is decoded as UTF-8; a line
-    that is not UTF-8 yields its text with the bad bytes replaced (and fails to parse).
+    Blank lines keep their number but yield nothing; the text is stripped of surrounding
+    whitespace (and line 1 of a UTF-8 byte-order mark). Each line is decoded strictly as
+    UTF-8: the bytes of a line that is not UTF-8 are kept as lone surrogates
+    (``surrogateescape``), so that :func:`parse_line` reports it and :func:`line_hash`
+    still hashes its bytes.
     """
     with path.open("rb") as file:
         for number, raw in enumerate(file, start=1):
-            text = raw.decode("utf-8", errors="replace").strip()
+            data = raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw
+            text = data.decode("utf-8", errors="surrogateescape").strip()
             if text:
                 yield number, text
+
+
+def line_hash(text: str) -> str:
+    """A short hash of a line's text (its first 16 hex digits of SHA-256), kept in its record.
+
+    ``text`` is the line as :func:`read_lines` yields it (without its newline and surrounding
+    whitespace); the bytes of a line that is not UTF-8 are hashed as they are.
+    """
+    try:
+        data = text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that did not come from read_lines
+        data = text.encode("utf-8", errors="surrogatepass")
+    return _digest(data)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:_HASH_CHARS]
 
 
 def parse_line(number: int, text: str, defaults: InputDefaults) -> RequestLine | InvalidLine:
     """Parse one line into the request to send, or the reason it cannot be sent."""
     try:
+        digest = _digest(text.encode("utf-8"))
+    except UnicodeEncodeError:  # bytes that were not UTF-8 (see read_lines)
+        return InvalidLine(number, None, f"line {number}: not UTF-8 text", line_hash(text))
+    try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as error:
         reason = getattr(error, "msg", "too deeply nested")
-        return InvalidLine(number, None, f"line {number}: malformed JSON ({reason})")
+        return InvalidLine(number, None, f"line {number}: malformed JSON ({reason})", digest)
+    if _SURROGATE_ESCAPE.search(text) and not _is_text(data):
+        message = f"line {number}: not valid UTF-8 text: a lone surrogate"
+        return InvalidLine(number, None, message, digest)
     custom_id = _custom_id(number, data)
     try:
         if isinstance(custom_id, _Invalid):
             raise custom_id
-        return _request(number, custom_id, data, defaults)
+        return _request(number, custom_id, data, defaults, digest)
     except _Invalid as problem:
         known = custom_id if isinstance(custom_id, str) else None
-        return InvalidLine(number, known, f"line {number}: {problem.message}")
+        return InvalidLine(number, known, f"line {number}: {problem.message}", digest)
+
+
+def _is_text(value: object) -> bool:
+    """Whether ``value`` (text, or parsed JSON) has no lone surrogate: it encodes as UTF-8."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _custom_id(number: int, data: object) -> str | _Invalid:
@@ -165,7 +221,9 @@ def _custom_id(number: int, data: object) -> str | _Invalid:
     return f"line-{number}"
 
 
-def _request(number: int, custom_id: str, data: object, defaults: InputDefaults) -> RequestLine:
+def _request(
+    number: int, custom_id: str, data: object, defaults: InputDefaults, digest: str
+) -> RequestLine:
     provider = defaults.provider
     if isinstance(data, list):
         url, body = _CHAT_URL[provider], _chat_body({"messages": data}, provider)
@@ -185,7 +243,7 @@ def _request(number: int, custom_id: str, data: object, defaults: InputDefaults)
         _check_messages(body.get("messages"))
     max_output = _cap(body, url, defaults)
     path = _ENDPOINTS[provider][url]
-    return RequestLine(number, custom_id, url, path, body, model, max_output)
+    return RequestLine(number, custom_id, url, path, body, model, max_output, digest)
 
 
 def _batch_request(data: dict[str, Any], provider: Provider) -> tuple[str, dict[str, Any]]:
@@ -268,4 +326,6 @@ def _cap(body: dict[str, Any], url: str, defaults: InputDefaults) -> int | None:
 
 def _show(value: object) -> str:
     text = json.dumps(value, ensure_ascii=False, default=str)
+    if not _is_text(text):  # never for a parsed line (lone surrogates are refused first)
+        text = json.dumps(value, default=str)
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."

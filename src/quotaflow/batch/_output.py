@@ -6,12 +6,17 @@ Success::
         "id": "batch_req_...",
         "custom_id": "a",
         "line": 3,
+        "line_hash": "9f86d081884c7d65",
         "error": null,
         "response": {"status_code": 200, "request_id": "req_...", "body": {...}},
     }
 
 Failure: ``"error": {"code": ..., "message": ...}`` and ``"response"`` holding the provider's
 error response, if there was one (else ``null``).
+
+``line_hash`` is the hash of the input line's text (:func:`~quotaflow.batch._input.line_hash`):
+a rerun compares it with the line to notice an input that changed. Records written before it
+existed have none (a rerun then compares ids only).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "OutputWriter",
     "error_record",
     "is_final",
+    "is_invalid_input",
     "response_part",
     "success_record",
 ]
@@ -61,7 +67,9 @@ def response_part(response: httpx.Response, body: object) -> dict[str, Any]:
     }
 
 
-def success_record(line: int, custom_id: str, response: dict[str, Any]) -> dict[str, Any]:
+def success_record(
+    line: int, custom_id: str, response: dict[str, Any], line_hash: str | None = None
+) -> dict[str, Any]:
     """The record of a line that succeeded."""
     return {
         "id": f"batch_req_{uuid.uuid4().hex}",
@@ -69,6 +77,7 @@ def success_record(line: int, custom_id: str, response: dict[str, Any]) -> dict[
         "response": response,
         "error": None,
         "line": line,
+        "line_hash": line_hash,
     }
 
 
@@ -78,6 +87,7 @@ def error_record(
     code: str,
     message: str,
     response: dict[str, Any] | None = None,
+    line_hash: str | None = None,
 ) -> dict[str, Any]:
     """The record of a line that failed (or could not be sent)."""
     return {
@@ -86,6 +96,7 @@ def error_record(
         "response": response,
         "error": {"code": code, "message": message},
         "line": line,
+        "line_hash": line_hash,
     }
 
 
@@ -101,6 +112,12 @@ def is_final(record: dict[str, Any], *, retry_failed: bool = False) -> bool:
     return error.get("code") in FINAL_CODES and status not in _ACCOUNT_STATUSES
 
 
+def is_invalid_input(record: dict[str, Any]) -> bool:
+    """Whether ``record`` is that of a bad line (never sent)."""
+    error = record.get("error")
+    return isinstance(error, dict) and error.get("code") == INVALID_INPUT
+
+
 class OutputWriter:
     """Appends records to OUT, one JSON line each, flushed as it is written."""
 
@@ -109,9 +126,17 @@ class OutputWriter:
         self.written = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        """Append ``record`` and flush it to the operating system."""
+        """Append ``record`` and flush it to the operating system.
+
+        Text is written as UTF-8, except in a record holding a lone surrogate (a provider's
+        body may escape one in a string), which is written with ASCII escapes instead.
+        """
         data = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-        self._file.write(data.encode("utf-8"))
+        try:
+            encoded = data.encode("utf-8")
+        except UnicodeEncodeError:
+            encoded = (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
+        self._file.write(encoded)
         self._file.flush()
         self.written += 1
 

@@ -1,6 +1,7 @@
 """The pre-flight pass: one streaming read that checks every line and prices the batch.
 
-For each line: parse it, match it with OUT's record (a changed input stops here), claim its
+For each line: parse it, match it with OUT's record by id and content hash (a changed input
+stops here; a bad line fixed in place is checked and sent again), claim its
 id in the index (a duplicate is a bad line), refuse unpriced models under ``--max-cost``,
 then estimate its input tokens (the provider-intelligence estimator), its worst-case output
 (the body's cap, else ``--max-tokens``, else ``DEFAULT_MAX_TOKENS``) and its worst-case cost.
@@ -138,7 +139,9 @@ async def preflight(
     and ends early, with ``interrupted`` set, once ``stopping()`` is true.
 
     Raises:
-        InputChangedError: OUT has a record for a line that now has another id, or no line.
+        InputChangedError: OUT has a record for a line that now has another id, or other
+            content (unless the record is that of a bad line: the line is then redone), or
+            no line.
     """
     report = Preflight()
     for count, (number, text) in enumerate(read_lines(options.input)):
@@ -149,7 +152,7 @@ async def preflight(
                 return report
         report.lines += 1
         parsed = parse_line(number, text, defaults)
-        settled = _settled(index, number, parsed.custom_id)
+        settled = _settled(options, index, parsed)
         if settled is not None:
             report.settled += 1
             report.settled_failed += not settled.ok
@@ -173,10 +176,28 @@ async def preflight(
     return report
 
 
-def _settled(index: WorkIndex, number: int, custom_id: str | None) -> DoneRecord | None:
-    """OUT's record if it settles line ``number`` (checking that it is the same line)."""
+def _settled(
+    options: BatchFileOptions, index: WorkIndex, parsed: RequestLine | InvalidLine
+) -> DoneRecord | None:
+    """OUT's record if it settles ``parsed``'s line (checking that it is the same line).
+
+    A record is matched by its id, and by the hash of the line's content when it has one
+    (older records have none). A bad line's record whose line changed is reopened: the line
+    was fixed in place, and is checked and sent again. Any other record whose line changed
+    stops the run, unless the line is redone anyway (its record is a failure to redo).
+    """
+    number, custom_id = parsed.line, parsed.custom_id
     found = index.record_of(number)
     if found is None:
+        return None
+    index.mark_matched(number)
+    changed = (
+        found.line_hash is not None
+        and parsed.line_hash is not None
+        and found.line_hash != parsed.line_hash
+    )
+    if changed and found.invalid_input:
+        index.reopen(number)
         return None
     recorded = found.custom_id
     if recorded is not None and recorded != custom_id:
@@ -184,7 +205,13 @@ def _settled(index: WorkIndex, number: int, custom_id: str | None) -> DoneRecord
             f"the input changed since the output was written: line {number} is now "
             f"{custom_id!r}, and the output's record for it is {recorded!r}"
         )
-    index.mark_matched(number)
+    if changed and found.final:
+        raise InputChangedError(
+            f"the input changed since {options.output} was written: line {number} of "
+            f"{options.input} is not the line its record was written for (its content "
+            "changed, or lines were inserted or removed before it); restore the input, or "
+            "write to another output"
+        )
     return found if found.final else None
 
 
@@ -198,11 +225,11 @@ def _checked(
         return parsed
     if first is not None:
         message = f"line {number}: duplicate custom_id {custom_id!r} (first on line {first})"
-        return InvalidLine(number, custom_id, message)
+        return InvalidLine(number, custom_id, message, parsed.line_hash)
     if options.max_cost is not None and not pricing.knows(parsed.model):
         message = (
             f"line {number}: unknown model {parsed.model!r}: no price is known for it, and "
             "--max-cost needs one"
         )
-        return InvalidLine(number, custom_id, message)
+        return InvalidLine(number, custom_id, message, parsed.line_hash)
     return parsed

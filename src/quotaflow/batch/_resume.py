@@ -4,7 +4,8 @@ A record settles its line when it is a success or a final failure (see
 :func:`~quotaflow.batch._output.is_final`); those lines are skipped. A line whose only record
 is a failure to redo is sent again: its old record is removed from OUT first (OUT is rewritten
 through a temporary file and an atomic rename), so that every line ends as exactly one record.
-A partially written last line (a crash mid-write) is cut away and its line redone.
+A partially written last line (a crash mid-write) is cut away and its line redone. Blank lines
+of OUT are ignored (and dropped when OUT is rewritten).
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ import contextlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from quotaflow.batch._file_errors import OutputFormatError
 from quotaflow.batch._index import DoneRecord, WorkIndex
-from quotaflow.batch._output import is_final
+from quotaflow.batch._output import is_final, is_invalid_input
 
-__all__ = ["ResumeState", "prepare_output", "scan_output"]
+__all__ = ["ResumeState", "prepare_output", "scan_output", "with_counts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +56,11 @@ def scan_output(path: Path, index: WorkIndex, *, retry_failed: bool) -> ResumeSt
         for raw in file:
             if not raw.endswith(b"\n"):
                 break
+            complete_size += len(raw)
+            if raw.isspace():
+                continue
             _add(index, path, records, raw, retry_failed=retry_failed)
             records += 1
-            complete_size += len(raw)
         total_size = file.seek(0, os.SEEK_END)
     index.commit()
     settled, redo = index.counts()
@@ -65,12 +68,21 @@ def scan_output(path: Path, index: WorkIndex, *, retry_failed: bool) -> ResumeSt
 
 
 def prepare_output(path: Path, index: WorkIndex, state: ResumeState) -> None:
-    """Cut OUT's unfinished last line, and remove the records of lines to redo."""
+    """Cut OUT's unfinished last line, and remove the records of lines to redo.
+
+    ``state`` must count the lines the pre-flight reopened (see :func:`with_counts`).
+    """
     if state.partial_bytes:
         with path.open("r+b") as file:
             file.truncate(file.seek(0, os.SEEK_END) - state.partial_bytes)
     if state.records > state.settled:
         _compact(path, index)
+
+
+def with_counts(state: ResumeState, index: WorkIndex) -> ResumeState:
+    """``state`` with the index's current counts (after the pre-flight reopened lines)."""
+    settled, redo = index.counts()
+    return replace(state, settled=settled, redo=redo)
 
 
 def _add(index: WorkIndex, path: Path, ordinal: int, raw: bytes, *, retry_failed: bool) -> None:
@@ -93,7 +105,12 @@ def _add(index: WorkIndex, path: Path, ordinal: int, raw: bytes, *, retry_failed
             "'line', 'custom_id' and 'error'); pass another output file"
         )
     final = is_final(record, retry_failed=retry_failed)
-    index.add_record(line, DoneRecord(custom_id, final, ordinal, record["error"] is None))
+    digest = record.get("line_hash")
+    found = DoneRecord(
+        custom_id, final, ordinal, record["error"] is None,
+        digest if isinstance(digest, str) else None, is_invalid_input(record),
+    )  # fmt: skip
+    index.add_record(line, found)
 
 
 def _compact(path: Path, index: WorkIndex) -> None:
@@ -113,7 +130,11 @@ def _compact(path: Path, index: WorkIndex) -> None:
 
 
 def _copy_settled(source: IO[bytes], target: IO[bytes], index: WorkIndex) -> None:
-    for ordinal, raw in enumerate(source):
+    ordinal = -1
+    for raw in source:
+        if raw.isspace():
+            continue
+        ordinal += 1
         line = json.loads(raw)["line"]
         found = index.record_of(line)
         if found is not None and found.final and found.ordinal == ordinal:

@@ -25,13 +25,20 @@ from quotaflow.batch._file_errors import (
     InvalidInputError,
 )
 from quotaflow.batch._index import WorkIndex
-from quotaflow.batch._input import InputDefaults, InvalidLine, RequestLine, parse_line, read_lines
+from quotaflow.batch._input import (
+    InputDefaults,
+    InvalidLine,
+    RequestLine,
+    line_hash,
+    parse_line,
+    read_lines,
+)
 from quotaflow.batch._limits import scope_limits
 from quotaflow.batch._options import BatchFileOptions
 from quotaflow.batch._output import INVALID_INPUT, OutputWriter, error_record
 from quotaflow.batch._preflight import OTHER_MODELS, Preflight, estimate, preflight
 from quotaflow.batch._progress import Reporter
-from quotaflow.batch._resume import prepare_output, scan_output
+from quotaflow.batch._resume import prepare_output, scan_output, with_counts
 from quotaflow.batch._send import Outcome, send_line
 from quotaflow.batch._summary import BatchSummary, RunCounters, Stopped
 from quotaflow.batch._tables import usd
@@ -110,7 +117,7 @@ async def run_batch_file(
         report = await preflight(
             options, defaults, index, pricing, problems.add, lambda: control.stopping
         )
-        report.resume = resume
+        report.resume = resume = with_counts(resume, index)
         if report.interrupted:
             elapsed = time.monotonic() - started
             return BatchSummary.of(RunCounters(), report, stopped="interrupted", elapsed=elapsed)
@@ -263,7 +270,9 @@ class _Run:
                 continue
             item = self._item(number, text)
             if isinstance(item, InvalidLine):
-                record = error_record(number, item.custom_id, INVALID_INPUT, item.message)
+                record = error_record(
+                    number, item.custom_id, INVALID_INPUT, item.message, line_hash=item.line_hash
+                )
                 self._write(record, INVALID_INPUT)
                 continue
             worst = self._worst(item)
@@ -275,7 +284,7 @@ class _Run:
         """The line to send, or its problem (the pre-flight's, else a new one)."""
         bad = self.index.invalid(number)
         if bad is not None:
-            return InvalidLine(number, bad[0], bad[1])
+            return InvalidLine(number, bad[0], bad[1], line_hash(text))
         return parse_line(number, text, self.defaults)
 
     def _worst(self, item: RequestLine) -> int:
@@ -328,10 +337,18 @@ class _Run:
         self._write(outcome.record, outcome.code)
 
     def _charge(self, item: RequestLine, outcome: Outcome, worst: int) -> int:
-        """What the line cost (its worst case when the provider may have billed it unseen)."""
+        """What the line cost: its worst case when the provider may have billed it unseen.
+
+        Only an error answer (4xx, 5xx) costs nothing; a 2xx answer without a usage (a
+        gateway that strips it, a body that is not JSON) and a lost answer cost the worst case.
+        """
         counters = self.counters
         if outcome.usage is None:
-            return 0 if outcome.answered else worst
+            if outcome.error_answer:
+                return 0
+            if outcome.status is not None:  # answered, but its cost is unknown
+                counters.unpriced += 1
+            return worst
         counters.input_tokens += outcome.usage.input_tokens
         counters.output_tokens += outcome.usage.output_tokens
         cost = self.pricing.cost(outcome.usage.model or item.model, outcome.usage)

@@ -36,13 +36,22 @@ class Outcome:
         record: its record for OUT.
         code: the error code (``None`` on success).
         usage: the usage the provider reported, on success.
-        answered: the provider answered (an error response is not billed; a lost one may be).
+        status: the HTTP status of the provider's answer (``None``: no answer was seen).
     """
 
     record: dict[str, Any]
     code: str | None
     usage: ReportedUsage | None
-    answered: bool
+    status: int | None
+
+    @property
+    def error_answer(self) -> bool:
+        """Whether the provider answered with an error status (4xx, 5xx): not billed.
+
+        Any other outcome may have been billed: a 2xx answer (with or without a usage), a
+        lost answer, a failure before or while sending.
+        """
+        return self.status is not None and self.status >= _LOWEST_ERROR
 
 
 def _decoded(content: bytes) -> object:
@@ -63,24 +72,27 @@ async def send_line(
         response = await chat.request("POST", item.path, json=item.body, headers=headers)
     except QuotaflowError as error:  # an exhausted quota, a request that can never fit...
         message = f"{type(error).__name__}: {error}"[:_MESSAGE_CHARS]
-        return _failure(item, error.reason, message, answered=False)
+        return _failure(item, error.reason, message)
     except httpx.HTTPError as error:
         found = classify_exception(provider, error)
         code = TRANSPORT_ERROR if found is None else found.kind.value
         message = f"{type(error).__name__}: {error}"[:_MESSAGE_CHARS]
-        return _failure(item, code, message, answered=False)
+        return _failure(item, code, message)
     body = _decoded(response.content)
     if response.is_success and isinstance(body, dict):
         part = response_part(response, body)
-        record = success_record(item.line, item.custom_id, part)
-        return Outcome(record, None, extract_usage(provider, body), answered=True)
+        record = success_record(item.line, item.custom_id, part, item.line_hash)
+        usage = extract_usage(provider, body)
+        return Outcome(record, None, usage, response.status_code)
     if response.status_code < _LOWEST_ERROR:
         message = f"HTTP {response.status_code}, and no JSON object in its body"
-        return _failure(item, TRANSPORT_ERROR, message, response_part(response, body))
+        return _failure(
+            item, TRANSPORT_ERROR, message, response_part(response, body), response.status_code
+        )
     found = classify_error(provider, response.status_code, response.headers, response.content)
     message = f"HTTP {response.status_code}: {found.message or response.reason_phrase}"
     part = response_part(response, body)
-    return _failure(item, found.kind.value, message[:_MESSAGE_CHARS], part)
+    return _failure(item, found.kind.value, message[:_MESSAGE_CHARS], part, response.status_code)
 
 
 def _failure(
@@ -88,8 +100,7 @@ def _failure(
     code: str,
     message: str,
     response: dict[str, Any] | None = None,
-    *,
-    answered: bool = True,
+    status: int | None = None,
 ) -> Outcome:
-    record = error_record(item.line, item.custom_id, code, message, response)
-    return Outcome(record, code, None, answered)
+    record = error_record(item.line, item.custom_id, code, message, response, item.line_hash)
+    return Outcome(record, code, None, status)

@@ -65,7 +65,7 @@ class BatchSummary:
         input_tokens: input tokens reported by the provider.
         output_tokens: output tokens reported by the provider.
         cost: micro-USD, for the answers whose model has a price.
-        unpriced: answers whose model has no price.
+        unpriced: answers whose cost is unknown (a model without a price, or no usage).
         provider_429: rate-limit responses from the provider (retried ones included).
         retries: requests sent again after a failure.
         elapsed: seconds, from the start to the end of the run.
