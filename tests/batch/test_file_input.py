@@ -11,7 +11,7 @@ import pytest
 
 from quotaflow import ConfigurationError
 from quotaflow.batch._file_config import load_config
-from quotaflow.batch._file_errors import OutputFormatError
+from quotaflow.batch._file_errors import OutputBusyError, OutputFormatError
 from quotaflow.batch._index import DoneRecord, WorkIndex
 from quotaflow.batch._input import (
     DEFAULT_MAX_TOKENS,
@@ -404,3 +404,19 @@ def test_bad_options_are_refused(changes: dict[str, Any], message: str) -> None:
     settings: dict[str, Any] = {"input": "in.jsonl", "output": "out.jsonl", **changes}
     with pytest.raises(ConfigurationError, match=message):
         BatchFileOptions(**settings)
+
+
+def test_an_index_left_by_a_crashed_run_is_replaced_and_removed(tmp_path: Path) -> None:
+    stale = tmp_path / ".out.jsonl.index.sqlite"
+    stale.write_bytes(b"left by a run that was killed")
+    with WorkIndex(tmp_path, "out.jsonl") as index:
+        assert index.path == stale
+        index.add_invalid(1, None, "line 1: bad")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_two_runs_cannot_write_the_same_output(tmp_path: Path) -> None:
+    with WorkIndex(tmp_path, "out.jsonl"), pytest.raises(OutputBusyError, match=r"out\.jsonl"):
+        WorkIndex(tmp_path, "out.jsonl")
+    with WorkIndex(tmp_path, "out.jsonl"):  # free again
+        pass

@@ -18,6 +18,7 @@ from quotaflow.batch._file_errors import (
     BudgetExceededError,
     InputChangedError,
     InvalidInputError,
+    OutputBusyError,
     OutputFormatError,
 )
 from quotaflow.batch._options import BatchFileOptions
@@ -38,6 +39,7 @@ __all__ = [
     "ChatBatchProcessor",
     "InputChangedError",
     "InvalidInputError",
+    "OutputBusyError",
     "OutputFormatError",
     "Reporter",
     "StopControl",

@@ -7,6 +7,7 @@
         ├── InvalidInputError       "invalid_input"    --on-invalid fail and some lines are bad
         ├── InputChangedError       "input_changed"    OUT was written for another input
         ├── OutputFormatError       "output_format"    OUT holds something else than records
+        ├── OutputBusyError         "output_busy"      another run is writing the same OUT
         └── BudgetExceededError     "budget_exceeded"  the worst case is above --max-cost
 """
 
@@ -19,6 +20,7 @@ __all__ = [
     "BudgetExceededError",
     "InputChangedError",
     "InvalidInputError",
+    "OutputBusyError",
     "OutputFormatError",
 ]
 
@@ -55,6 +57,12 @@ class OutputFormatError(BatchRefusedError):
     """OUT has a line that is not a record of ``quotaflow batch``."""
 
     reason = "output_format"
+
+
+class OutputBusyError(BatchRefusedError):
+    """Another ``quotaflow batch`` run is writing the same OUT."""
+
+    reason = "output_busy"
 
 
 class BudgetExceededError(BatchRefusedError):

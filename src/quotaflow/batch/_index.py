@@ -1,19 +1,25 @@
 """The run's on-disk index: what OUT already holds, which ids were seen, which lines are bad.
 
 A throwaway SQLite file (stdlib ``sqlite3``), so that memory stays flat for any input size:
-nothing per line is kept in Python. It is created next to OUT (or in a given folder) and
-deleted when the run ends.
+nothing per line is kept in Python. It is rebuilt from OUT by every run, next to OUT (or in a
+given folder), and deleted when the run ends; one left by a crashed run is replaced. A lock
+file beside it (``flock``, where the platform has it) keeps two runs off the same OUT.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
-import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Final, NamedTuple, Self
+from typing import IO, Final, NamedTuple, Self
+
+from quotaflow.batch._file_errors import OutputBusyError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (Windows: no lock)
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["DoneRecord", "WorkIndex"]
 
@@ -59,10 +65,12 @@ class WorkIndex:
     """
 
     def __init__(self, folder: Path, stem: str = "batch") -> None:
-        handle, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".index.sqlite", dir=folder)
-        os.close(handle)
-        self.path = Path(name)
-        self._db = sqlite3.connect(name)
+        self._lock_path = folder / f".{stem}.lock"
+        self._lock = _lock(self._lock_path, stem)
+        self.path = folder / f".{stem}.index.sqlite"
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # left by a run that crashed: OUT is the record, not this
+        self._db = sqlite3.connect(self.path)
         self._db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;" + _SCHEMA
         )
@@ -157,11 +165,14 @@ class WorkIndex:
             self.commit()
 
     def close(self) -> None:
-        """Close the database and delete its file."""
+        """Close the database, delete its file, and release the lock."""
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+        with contextlib.suppress(OSError):
+            self._lock_path.unlink()
+        self._lock.close()  # closing the file releases the lock
 
     def __enter__(self) -> Self:
         return self
@@ -173,3 +184,17 @@ class WorkIndex:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _lock(path: Path, stem: str) -> IO[bytes]:
+    """Open and lock ``path``; :class:`OutputBusyError` if another run holds it."""
+    handle = path.open("ab")
+    if fcntl is not None:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise OutputBusyError(
+                f"another quotaflow batch run is writing {stem} (lock {path})"
+            ) from None
+    return handle

@@ -6,7 +6,8 @@ wait in arrival order. The next request is, in this order:
 1. the oldest request of a priority class with a minimum share that has earned its turn:
    while a class has requests waiting, every admission (of any class) credits it with its
    share of that admission's weight, and each of its own admissions spends its weight; a class
-   whose credit covers its oldest request goes first (the largest credit first). A class with
+   whose credit covers its oldest request (less the share that admission earns it) goes
+   first, the largest credit first. A class with
    nothing waiting keeps no credit, so an idle period never banks a later burst;
 2. otherwise the request with the highest *effective* priority: its priority plus one for
    every ``aging`` seconds it has waited, so a low-priority request eventually outranks any
@@ -173,7 +174,10 @@ class PriorityScheduler(Generic[V]):
         most = 0.0
         for head in heads:
             credit = self._credit.get(head.priority, 0.0)
-            if credit >= head.weight and credit > most:
+            # Its own admission earns it its share of its weight too: it is due once the
+            # credit covers the rest.
+            due = head.weight * (1.0 - self._min_share.get(head.priority, 0.0))
+            if credit >= due and credit > most:
                 best, most = head, credit
         return best
 
