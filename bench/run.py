@@ -28,6 +28,7 @@ BENCHMARKS = (
     "distributed",
     "client_overhead",
     "client_http",
+    "batch_file",
 )
 HERE = Path(__file__).resolve().parent
 
