@@ -29,6 +29,7 @@ BENCHMARKS = (
     "client_overhead",
     "client_http",
     "batch_file",
+    "queue_priority",
 )
 HERE = Path(__file__).resolve().parent
 
