@@ -78,6 +78,11 @@ class LimiterBase:
         self._id_prefix = secrets.token_hex(6) + "-"
         self._listening = False
 
+    @property
+    def clock(self) -> Clock:
+        """The time source this limiter waits on."""
+        return self._clock
+
     def _open_store(
         self, store: object, fault_policy: FaultPolicy | FaultMode | str | None
     ) -> object:

@@ -141,3 +141,24 @@ async def test_a_period_the_engine_refuses_is_refused_by_the_model_config() -> N
     too_long = RateLimiterConfig(RateLimiterType.TPD, 10, time_period=400 * 86_400)
     with pytest.raises(ConfigurationError, match="366 days"):
         ModelConfig("m", [too_long])
+
+
+async def test_a_manager_on_a_given_limiter_runs_on_its_clock(clock: FakeClock) -> None:
+    limiter = Limiter({}, clock=clock)
+    manager: QueueManager[str, str] = QueueManager(limiter=limiter)
+    await manager.register_queue(ModelConfig("m", rpm=60), echo)
+    doomed = QueueRequest("m", "x", deadline=clock.time() - 1)  # past on the fake clock only
+    assert (await manager.submit(doomed)).status is RequestStatus.EXPIRED
+    await manager.shutdown()
+    await limiter.aclose()
+
+
+async def test_the_last_ten_thousand_responses_are_remembered(clock: FakeClock) -> None:
+    manager: QueueManager[int, int] = QueueManager(clock=clock)
+    await manager.register_queue(ModelConfig("m", rpm=1_000_000), echo)
+    requests = [QueueRequest("m", i) for i in range(10_001)]
+    await asyncio.gather(*(manager.submit(r) for r in requests))
+    known = [manager.get_status("m", r.id) for r in requests]
+    assert known.count(RequestStatus.COMPLETED) == 10_000  # the one finished first is forgotten
+    assert known.count(None) == 1
+    await manager.shutdown()

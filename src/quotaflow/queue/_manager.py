@@ -32,8 +32,9 @@ class QueueManager(Generic[P, T]):
         store: where the limits' state lives (a store or a URL); share one store, and the same
             ``ModelConfig.scope``, across processes to share the limits.
         limiter: an existing :class:`~quotaflow.Limiter` to admit through instead (its other
-            scopes are left alone); give ``clock`` only if it is the limiter's clock.
-        clock: the time source (a :class:`~quotaflow.testing.FakeClock` in tests).
+            scopes are left alone); its clock is the queues' clock.
+        clock: the time source (a :class:`~quotaflow.testing.FakeClock` in tests); with a
+            ``limiter``, it must be that limiter's clock.
         fault_policy: what to do while a shared store is unreachable (see ``Limiter``).
 
     Example:
@@ -62,7 +63,8 @@ class QueueManager(Generic[P, T]):
             raise ConfigurationError("give a limiter or a store (and fault_policy), not both")
         if limiter is not None and not isinstance(limiter, Limiter):
             raise ConfigurationError(f"limiter must be a quotaflow Limiter, got {limiter!r}")
-        self._clock: Clock = clock or SystemClock()
+        # The queues time deadlines and reports on the limiter's clock.
+        self._clock: Clock = clock or (limiter.clock if limiter is not None else SystemClock())
         self._own_limiter = limiter is None
         self._limiter = limiter or Limiter(
             {}, store=store, clock=self._clock, fault_policy=fault_policy
@@ -108,11 +110,15 @@ class QueueManager(Generic[P, T]):
         )
 
     async def register_all_queues(
-        self, model_configs: Iterable[ModelConfig], processor: Processor
+        self,
+        model_configs: Iterable[ModelConfig],
+        processor: Processor,
+        *,
+        usage_of: UsageOf | None = None,
     ) -> None:
-        """Register several models with one processor."""
+        """Register several models with one processor (see :meth:`register_queue`)."""
         for config in model_configs:
-            await self.register_queue(config, processor)
+            await self.register_queue(config, processor, usage_of=usage_of)
 
     def queue(self, model_id: str) -> ModelQueue[P, T]:
         """The queue of ``model_id``; raises :class:`ModelNotRegisteredError`."""

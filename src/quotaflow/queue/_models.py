@@ -6,7 +6,7 @@ import itertools
 import math
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
 from typing import Any, Final, Generic, TypeVar
 
@@ -141,6 +141,7 @@ class ModelConfig:
 
     model_id: str
     rate_limiters: list[RateLimiterConfig] = field(default_factory=list)
+    _: KW_ONLY
     rpm: int | None = None
     rpd: int | None = None
     tpm: int | None = None
