@@ -202,3 +202,58 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(
     lines = sorted(r["line"] for r in records(out))
     assert lines == list(range(1, 41))
     assert emulator.stats()["admitted"]["openai"] == 40 - len(written)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize(
+    ("preset", "model", "message"),
+    [
+        ("openai:tier-9", MODEL, "openai has no tier '9'"),
+        ("anthropic:tier-2", MODEL, "is for anthropic, and the batch goes to openai"),
+        ("openai:free", MODEL, "no published limits for OpenAI gpt-4o-mini tier 'free'"),
+        ("openai:tier-3", "gpt-4.1-mini", "no OpenAI preset for model 'gpt-4.1-mini'"),
+    ],
+)
+def test_a_bad_preset_is_refused_before_anything_is_touched(
+    tmp_path: Path, emulator: EmulatorServer, preset: str, model: str, message: str, *,
+    dry_run: bool,
+) -> None:  # fmt: skip
+    write(tmp_path / "in.jsonl", [chat(1, model=model), chat(2)])
+    failed = {"id": "x", "custom_id": "r1", "line": 1, "response": None,
+              "error": {"code": "server_error", "message": "HTTP 500"}}  # fmt: skip
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(json.dumps(failed).encode() + b"\n" + b'{"id": "cut')  # a run rewrites it
+    before = out.read_bytes()
+    flags = ("--preset", preset, *(["--dry-run"] if dry_run else []))
+    result = invoke(tmp_path, emulator, *flags)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert out.read_bytes() == before
+    assert emulator.stats()["admitted"] == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+@pytest.mark.slow
+def test_sigterm_is_a_first_ctrl_c(
+    tmp_path: Path, slow_server: EmulatorServer, emulator: EmulatorServer
+) -> None:
+    write(tmp_path / "in.jsonl", [chat(i) for i in range(1, 41)])
+    out = tmp_path / "out.jsonl"
+    process = _start(tmp_path, slow_server)
+    try:
+        _wait_for_a_record(out, process)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, stderr.decode()
+    assert b"interrupted: no new line starts" in stderr
+    written = records(out)
+    assert 1 <= len(written) < 40
+    assert slow_server.stats()["admitted"]["openai"] == len(written)  # in flight: finished
+    result = invoke(tmp_path, emulator)
+    assert result.exit_code == 0, result.output
+    assert sorted(r["line"] for r in records(out)) == list(range(1, 41))
+    assert emulator.stats()["admitted"]["openai"] == 40 - len(written)

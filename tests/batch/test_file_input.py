@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from quotaflow import ConfigurationError
+from quotaflow.batch import _limits, _send
 from quotaflow.batch._file_config import load_config
 from quotaflow.batch._file_errors import OutputBusyError, OutputFormatError
 from quotaflow.batch._index import DoneRecord, WorkIndex
@@ -26,7 +28,9 @@ from quotaflow.batch._limits import check_preset, scope_limits
 from quotaflow.batch._options import BatchFileOptions
 from quotaflow.batch._output import OutputWriter, error_record, is_final, success_record
 from quotaflow.batch._resume import prepare_output, scan_output
+from quotaflow.client._config import LIMIT_SHORTHANDS
 from quotaflow.providers import Provider
+from quotaflow.providers._bodies import MAX_BODY_BYTES
 
 OPENAI = InputDefaults(Provider.OPENAI, model="gpt-4o-mini")
 USER = [{"role": "user", "content": "hi"}]
@@ -57,14 +61,15 @@ def test_openai_batch_lines_keep_their_id_url_and_body() -> None:
     assert (line.custom_id, line.url, line.path, line.model) == (
         "q1", "/v1/chat/completions", "/chat/completions", "gpt-4o",
     )  # fmt: skip
-    assert line.body == body
-    assert line.max_output == 30
+    assert line.body == body  # its own cap is kept, and no other is added
 
 
 def test_responses_lines_need_an_input() -> None:
     line = parse({"custom_id": "r", "method": "POST", "url": "/v1/responses",
                   "body": {"input": "Say hi", "max_output_tokens": 9}})  # fmt: skip
-    assert (line.path, line.model, line.max_output) == ("/responses", "gpt-4o-mini", 9)
+    assert (line.path, line.model, line.body["max_output_tokens"]) == (
+        "/responses", "gpt-4o-mini", 9,
+    )  # fmt: skip
     assert "input must be" in problem(
         {"method": "POST", "url": "/v1/responses", "body": {"input": []}}
     )
@@ -75,14 +80,14 @@ def test_plain_lines_take_defaults_and_drop_their_id_from_the_body() -> None:
     line = parse({"id": 12, "messages": USER, "top_p": 0.5}, defaults)
     assert line.custom_id == "12"
     assert line.body == {"messages": USER, "top_p": 0.5, "model": "m1", "max_tokens": 55}
-    assert (line.url, line.max_output) == ("/v1/chat/completions", 55)
+    assert line.url == "/v1/chat/completions"
 
 
 def test_bare_lists_are_messages_with_a_line_id() -> None:
     line = parse(USER, number=3)
     assert line.custom_id == "line-3"
     assert line.body == {"messages": USER, "model": "gpt-4o-mini"}
-    assert line.max_output is None  # no cap is invented for OpenAI without --max-cost
+    # no cap is invented for OpenAI without --max-cost
 
 
 def test_a_budget_caps_every_body() -> None:
@@ -420,3 +425,110 @@ def test_two_runs_cannot_write_the_same_output(tmp_path: Path) -> None:
         WorkIndex(tmp_path, "out.jsonl")
     with WorkIndex(tmp_path, "out.jsonl"):  # free again
         pass
+
+
+def test_the_lock_is_beside_the_output_wherever_the_index_goes(tmp_path: Path) -> None:
+    out_dir, first, second = tmp_path / "out", tmp_path / "index-1", tmp_path / "index-2"
+    for folder in (out_dir, first, second):
+        folder.mkdir()
+    with WorkIndex(first, "out.jsonl", lock_folder=out_dir):
+        assert (out_dir / ".out.jsonl.lock").exists()
+        assert not (first / ".out.jsonl.lock").exists()
+        with pytest.raises(OutputBusyError, match=r"out\.jsonl"):
+            WorkIndex(second, "out.jsonl", lock_folder=out_dir)
+    with WorkIndex(second, "out.jsonl", lock_folder=out_dir):  # free again
+        pass
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_the_index_keeps_worst_cases_by_line_and_content(tmp_path: Path) -> None:
+    with WorkIndex(tmp_path) as index:
+        index.set_worst(1, "aa", 120)
+        index.set_worst(2, None, 7)
+        index.set_worst(3, "cc", None)  # unpriced
+        assert (index.worst(1, "aa"), index.worst(2, None)) == (120, 7)
+        assert index.worst(1, "bb") is None  # another content: not this line's
+        assert index.worst(3, "cc") is None
+        assert index.worst(4, "dd") is None
+
+
+def test_compaction_keeps_the_first_settling_record_of_each_line(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    ok = success_record(1, "a", {"status_code": 200, "request_id": None, "body": {}})
+    again = success_record(1, "a", {"status_code": 200, "request_id": None, "body": {"n": 2}})
+    failed = error_record(2, "b", "server_error", "HTTP 500")
+    before = error_record(3, "c", "server_error", "HTTP 500")
+    bad = error_record(3, "c", "invalid_request", "HTTP 400", {"status_code": 400})
+    out.write_bytes(_records(failed, ok) + b"\n" + _records(again, before, bad))
+    with WorkIndex(tmp_path) as index:
+        state = scan_output(out, index, retry_failed=False)
+        assert list(index.settled_ordinals()) == [1, 4]
+        prepare_output(out, index, state)
+    assert out.read_bytes() == _records(ok, bad)
+
+
+@pytest.mark.parametrize(
+    ("preset", "provider", "message"),
+    [
+        ("openai:tier-9", "openai", "openai has no tier '9'"),
+        ("openai:build", "openai", "no tier 'build'"),
+        ("anthropic:tier-2", "openai", "is for anthropic, and the batch goes to openai"),
+        ("openai:tier-1", "openrouter", "is for openai"),
+        ("openrouter:paid", "openrouter", "openrouter has no tier 'paid'; known: free"),
+        ("gemini:1", "openai", "FAMILY:TIER"),
+    ],
+)
+def test_presets_are_checked_for_their_tier_and_provider(
+    preset: str, provider: str, message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        BatchFileOptions(input=Path("in.jsonl"), output=Path("out.jsonl"), provider=provider,
+                         preset=preset)  # fmt: skip
+    with pytest.raises(ConfigurationError, match=message):
+        scope_limits(Provider.parse(provider), {}, preset, ["gpt-4o-mini"])
+
+
+def test_the_known_tiers_are_those_of_the_preset_tables() -> None:
+    samples = {
+        "openai": ("gpt-4o", "gpt-4o-mini", "gpt-3.5-turbo"),
+        "anthropic": ("claude-sonnet-4-5", "claude-haiku-4-5"),
+    }
+    for family, tiers in _limits._TIERS.items():
+        for tier in tiers:
+            assert check_preset(f"{family}:{tier}") == (family, tier)
+            if family == "openrouter":
+                continue
+            accepted = 0
+            for model in samples[family]:
+                try:
+                    scope_limits(Provider.parse(family), {}, f"{family}:{tier}", [model])
+                except ConfigurationError:
+                    continue
+                accepted += 1
+            assert accepted, (family, tier)
+    assert check_preset("openai:tier-3", Provider.OPENAI) == ("openai", 3)
+    assert check_preset("OpenRouter:Free", Provider.OPENROUTER) == ("openrouter", "free")
+    free = scope_limits(Provider.OPENROUTER, {}, "openrouter:free", ["m:free"])
+    assert len(free["openrouter:m:free"]) == 2
+    with pytest.raises(ConfigurationError, match="no published limits"):
+        scope_limits(Provider.OPENAI, {}, "openai:free", ["gpt-4o-mini"])  # gpt-3.5-turbo only
+
+
+def test_batch_limits_are_the_clients_shorthands() -> None:
+    assert isinstance(LIMIT_SHORTHANDS, MappingProxyType)
+    with pytest.raises(TypeError):
+        LIMIT_SHORTHANDS["qps"] = LIMIT_SHORTHANDS["rps"]  # type: ignore[index]
+    assert all(_limits._FACTORIES[n] is LIMIT_SHORTHANDS[n] for n in _limits.LIMIT_NAMES)
+    _limits.check_limit_names(["rpm", "concurrency"])
+    with pytest.raises(ConfigurationError, match=r"^where: unknown limits a, rps; use rpm"):
+        _limits.check_limit_names(["rps", "a", "rpm"], "where: ")
+
+
+def test_answers_are_decoded_once_whatever_their_size() -> None:
+    big = {"choices": [{"message": {"content": "x" * (MAX_BODY_BYTES + 10)}}]}
+    content = json.dumps(big).encode()
+    assert _send._shown(_send._decoded(content), content) == big  # kept whole in its record
+    assert _send._shown(_send._decoded(b'{"a": 1}'), b'{"a": 1}') == {"a": 1}
+    html = b"<html>" + b"x" * 1000
+    assert _send._shown(_send._decoded(html), html) == html.decode()[:500]
+    assert _send._shown(_send._decoded(b"\xff oops"), b"\xff oops") == "\ufffd oops"

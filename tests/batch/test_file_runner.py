@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,6 +21,7 @@ from quotaflow.batch._file_errors import (
 )
 from quotaflow.batch._input import InputDefaults, InvalidLine, RequestLine, parse_line
 from quotaflow.batch._options import BatchFileOptions
+from quotaflow.batch._output import error_record
 from quotaflow.batch._preflight import Preflight, estimate
 from quotaflow.batch._progress import Reporter
 from quotaflow.batch._runner import StopControl, run_batch_file
@@ -572,3 +574,76 @@ async def test_a_stop_lets_lines_in_flight_finish(tmp_path: Path, emulator: Emul
     assert 1 <= summary.done_now <= 3
     assert len(by_line(tmp_path / "out.jsonl")) == summary.done_now
     assert sent(emulator) == summary.done_now  # whatever was sent was written
+
+
+@pytest.mark.asyncio
+async def test_the_end_of_the_grace_period_cancels_the_lines_in_flight(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    # Every answer takes 0.5 s a token: r3 asks for 20 tokens (10 s), the others get 1. Once
+    # r1 and r2 are written, the run is stopped with a grace of 0.2 s: r3 is cancelled then.
+    write(tmp_path / "in.jsonl", [chat(i) for i in range(1, 4)])
+    control = StopControl()
+
+    def stop_at(done: int) -> None:
+        if done == 2:
+            control.stop()
+
+    reporter = Recorder(stop_at)
+    slow = headers_for({"r3": {OUTPUT_HEADER: "20"}})
+    config = EmulatorConfig(latency=0.0, token_latency=0.5, output_tokens=(1, 1))
+    with EmulatorServer(config) as server:
+        run = options(tmp_path, server, request_headers=slow, workers=3, grace=0.2)
+        started = time.monotonic()
+        summary = await run_batch_file(run, control=control, reporter=reporter)
+        elapsed = time.monotonic() - started
+        assert sent(server) == 3
+    assert elapsed < 5  # far below r3's 10 s: it was not waited for
+    assert (summary.done_now, summary.not_done, summary.stopped) == (2, 1, "interrupted")
+    assert summary.exit_code == 130
+    assert any("waiting up to 0.2s for 1 lines" in notice for notice in reporter.notices)
+    assert sorted(by_line(tmp_path / "out.jsonl")) == [1, 2]  # r3 was not written
+    rest = await run_batch_file(options(tmp_path, emulator))
+    assert (rest.skipped, rest.done_now, sent(emulator)) == (2, 1, 1)
+    assert sorted(by_line(tmp_path / "out.jsonl")) == [1, 2, 3]
+
+
+@pytest.mark.asyncio
+async def test_a_stop_during_the_preflight_sends_nothing(
+    tmp_path: Path, emulator: EmulatorServer
+) -> None:
+    # Line 1 is bad: the pre-flight reports it first, and the stop it asks for is seen a few
+    # hundred lines later, long before the end of the input.
+    write(tmp_path / "in.jsonl", ["nope", *(chat(i) for i in range(2, 3001))])
+    out = write(tmp_path / "out.jsonl", [error_record(2, "r2", "server_error", "HTTP 500")])
+    before = out.read_bytes()
+    control = StopControl()
+
+    class StopAtABadLine(Recorder):
+        def bad_line(self, problem: InvalidLine) -> None:
+            super().bad_line(problem)
+            control.stop()
+
+    reporter = StopAtABadLine()
+    summary = await run_batch_file(options(tmp_path, emulator), control=control, reporter=reporter)
+    assert (summary.stopped, summary.exit_code, summary.done_now) == ("interrupted", 130, 0)
+    assert summary.lines < 3000  # the pass ended early
+    assert reporter.report is None  # no table: the pre-flight did not finish
+    assert sent(emulator) == 0
+    assert out.read_bytes() == before  # OUT is not rewritten
+    assert index_files(tmp_path) == []
+
+
+@pytest.mark.asyncio
+async def test_the_sending_pass_reads_the_worst_cases_of_the_preflight(
+    tmp_path: Path, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "in.jsonl", [chat(i) for i in range(1, 6)])
+
+    def counted_again(*_: object) -> None:
+        pytest.fail("the sending pass estimated a line again")
+
+    monkeypatch.setattr("quotaflow.batch._runner.estimate", counted_again)
+    summary = await run_batch_file(options(tmp_path, emulator, max_cost=1.0))
+    assert (summary.succeeded, summary.stopped, sent(emulator)) == (5, None, 5)
+    assert 0 < summary.cost <= summary.estimated_cost

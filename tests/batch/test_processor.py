@@ -19,6 +19,7 @@ import pytest
 
 from quotaflow import AcquireTimeoutError, ConfigurationError, QuotaExhaustedError
 from quotaflow.batch import BatchConfig, BatchProcessor, BatchResult
+from quotaflow.providers import ErrorClass, ErrorKind, Provider
 
 
 @dataclass
@@ -32,10 +33,15 @@ class Job:
     block: bool = False  # the item never finishes on its own
 
 
-def status_error(status: int, url: str = "https://api.openai.com/v1/chat/completions") -> Any:
+def status_error(
+    status: int,
+    url: str = "https://api.openai.com/v1/chat/completions",
+    headers: dict[str, str] | None = None,
+) -> Any:
     request = httpx.Request("POST", url)
     body = {"error": {"type": "requests", "code": "rate_limit_exceeded", "message": "slow"}}
-    response = httpx.Response(status, request=request, json=body if status == 429 else {})
+    json = body if status == 429 else {}
+    response = httpx.Response(status, request=request, json=json, headers=headers)
     return httpx.HTTPStatusError(f"status {status}", request=request, response=response)
 
 
@@ -142,9 +148,6 @@ def test_config_defaults_and_retry_waits() -> None:
     assert not config.stop_on_first_error
     assert not config.group_by_model
     assert not config.adaptive_concurrency
-    assert [config.retry_wait(n, 0.0) for n in (1, 2, 3, 6, 7)] == [1.0, 2.0, 4.0, 30.0, 30.0]
-    assert config.retry_wait(2, 1.0) == 2.5  # at most 25% jitter
-    assert BatchConfig(retry_delay=0).retry_wait(3, 0.9) == 0.0
     with pytest.raises(ConfigurationError, match="config must be a BatchConfig"):
         Jobs({"max_concurrent_requests": 2})  # type: ignore[arg-type]
 
@@ -257,9 +260,46 @@ async def test_retryable_failures_are_retried_with_doubling_jittered_waits() -> 
     [result] = await processor.process([job])
     assert result.success
     assert result.attempts == 4
-    assert processor.sleeps == [2.25, 4.5, 9.0]  # 2, 4, 8 s plus 12.5% (jitter 0.5 of 25%)
-    assert result.duration == pytest.approx(15.75)  # the fake clock moved with the waits
+    assert processor.sleeps == [1.75, 3.5, 7.0]  # 2, 4, 8 s less 12.5% (jitter 0.5 of 25%)
+    assert result.duration == pytest.approx(12.25)  # the fake clock moved with the waits
     assert processor.retries == 3
+
+
+@pytest.mark.parametrize(
+    ("retry_delay", "jitter", "waits"),
+    [
+        (1.0, 0.0, [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]),  # doubled, capped at 30 s
+        (1.0, 1.0, [0.75, 1.5, 3.0, 6.0, 12.0, 22.5, 22.5]),  # the most jitter: 25% less
+        (2.0, 0.5, [1.75, 3.5, 7.0, 14.0, 26.25, 26.25, 26.25]),
+        (100.0, 0.0, [30.0, 30.0, 30.0, 30.0, 30.0, 30.0, 30.0]),
+        (0.0, 0.5, [0.0] * 7),
+    ],
+)
+@pytest.mark.asyncio
+async def test_the_retry_schedule_without_a_server_hint(
+    retry_delay: float, jitter: float, waits: list[float]
+) -> None:
+    processor = Jobs(BatchConfig(max_retries_per_item=7, retry_delay=retry_delay), jitter=jitter)
+    errors: list[Exception] = [httpx.ReadTimeout("slow") for _ in range(7)]
+    [result] = await processor.process([Job("x", errors=errors)])
+    assert (result.success, result.attempts) == (True, 8)
+    assert processor.sleeps == waits
+
+
+@pytest.mark.asyncio
+async def test_a_server_retry_hint_replaces_the_schedule_and_jitter_only_lengthens_it() -> None:
+    processor = Jobs(BatchConfig(max_retries_per_item=5, retry_delay=1.0), jitter=0.5)
+    errors: list[Exception] = [
+        status_error(429, headers={"retry-after": "7"}),
+        status_error(503, headers={"retry-after": "120"}),  # longer than the 30 s cap
+        status_error(500),  # no hint: the schedule, at the third retry
+        status_error(429, headers={"retry-after-ms": "1500"}),
+        status_error(503, headers={"retry-after": "1000"}),  # capped where read (5 minutes)
+    ]
+    [result] = await processor.process([Job("x", errors=errors)])
+    assert (result.success, result.attempts) == (True, 6)
+    # hint + min(hint, 30) * 25% * 0.5; 4 s less 12.5%.
+    assert processor.sleeps == [7.875, 123.75, 3.5, 1.6875, 303.75]
 
 
 @pytest.mark.asyncio
@@ -308,6 +348,66 @@ async def test_the_retry_decision_can_be_overridden() -> None:
     processor = Stubborn(BatchConfig(retry_delay=0.5))
     [result] = await processor.process([Job("x", errors=[KeyError("k")])])
     assert (result.success, result.attempts, processor.sleeps) == (True, 2, [0.5])
+
+    class Cautious(Jobs):
+        def is_retryable(self, error: BaseException) -> bool:
+            return not isinstance(error, httpx.ConnectError) and super().is_retryable(error)
+
+    cautious = Cautious(BatchConfig(retry_delay=0.5))
+    errors: list[Exception] = [status_error(500), httpx.ConnectError("x")]
+    [result] = await cautious.process([Job("x", errors=errors)])
+    assert (result.status, result.attempts, result.error_class) == ("failed", 2, "network")
+    assert cautious.sleeps == [0.5]
+
+    # An instance attribute counts as an override too.
+    def never(error: BaseException) -> bool:
+        del error
+        return False
+
+    plain = Jobs(BatchConfig(retry_delay=0.5))
+    plain.is_retryable = never  # type: ignore[method-assign]
+    [result] = await plain.process([Job("x", errors=[status_error(500)])])
+    assert (result.status, result.attempts, plain.sleeps) == ("failed", 1, [])
+
+
+class Classified(Jobs):
+    """Classifies a ``KeyError`` as a retryable server error with a hint; counts the calls."""
+
+    def __init__(self, config: BatchConfig) -> None:
+        super().__init__(config)
+        self.classified: list[BaseException] = []
+
+    def classify(self, error: BaseException) -> ErrorClass | None:
+        self.classified.append(error)
+        if isinstance(error, KeyError):
+            return ErrorClass(ErrorKind.SERVER_ERROR, Provider.GENERIC, retryable=True,
+                              retry_after=2.0)  # fmt: skip
+        return super().classify(error)
+
+
+@pytest.mark.asyncio
+async def test_each_failure_is_classified_once() -> None:
+    processor = Classified(BatchConfig(max_retries_per_item=2))
+    errors: list[Exception] = [status_error(500), KeyError("a"), KeyError("b")]
+    [result] = await processor.process([Job("x", errors=list(errors))])
+    assert processor.classified == errors  # once per failure, the retried ones included
+    assert (result.status, result.attempts, result.error_class) == ("failed", 3, "server_error")
+    assert processor.sleeps == [1.0, 2.0]  # the schedule, then the overriding class's hint
+
+
+def test_each_failure_is_classified_once_sync() -> None:
+    processor = Classified(BatchConfig(max_retries_per_item=1))
+    processor._sleep = processor.sleeps.append
+
+    def finish(item: Job) -> str:
+        return processor._finish(item)  # raises the job's errors in turn
+
+    processor.process_item_sync = finish  # type: ignore[method-assign]
+    errors: list[Exception] = [KeyError("a"), ValueError("b")]
+    [result] = processor.process_sync([Job("x", errors=list(errors))])
+    assert processor.classified == errors
+    assert (result.status, result.attempts, result.error_class) == ("failed", 2, "ValueError")
+    assert processor.sleeps == [2.0]
 
 
 # Stopping ------------------------------------------------------------------------------------
@@ -384,6 +484,52 @@ async def test_stop_from_another_task_wakes_a_stream_waiting_for_its_input() -> 
             first.set()
     await stopper
     assert seen == ["a"]
+
+
+@pytest.mark.asyncio
+async def test_stop_from_another_thread_wakes_a_stream_waiting_for_its_input() -> None:
+    idle = threading.Event()
+
+    async def trickle() -> AsyncIterator[Job]:
+        yield Job("a")
+        idle.set()  # the stream now waits for its input, which has nothing more
+        await asyncio.Event().wait()
+        yield Job("never")  # pragma: no cover
+
+    processor = Jobs(BatchConfig(max_concurrent_requests=4))
+
+    def stop_when_idle() -> None:
+        if idle.wait(timeout=10):
+            processor.stop()
+
+    stopper = threading.Thread(target=stop_when_idle)
+    stopper.start()
+    try:
+        async with asyncio.timeout(10):  # only a broken wake-up takes this long
+            seen = [result.item.name async for result in processor.stream(trickle())]
+    finally:
+        stopper.join(timeout=10)
+    assert not stopper.is_alive()
+    assert seen == ["a"]
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+@pytest.mark.asyncio
+async def test_an_item_read_as_the_stream_stops_is_yielded_as_skipped() -> None:
+    processor = Jobs(BatchConfig(max_concurrent_requests=4))
+
+    async def source() -> AsyncIterator[Job]:
+        yield Job("a")
+        processor.stop()  # the stop comes while the next item is being read
+        yield Job("b")
+        yield Job("never")  # pragma: no cover
+
+    results = sorted(await collect(processor.stream(source())), key=lambda r: r.index)
+    assert [(r.index, r.item.name, r.status) for r in results] == [
+        (0, "a", "ok"), (1, "b", "skipped"),
+    ]  # fmt: skip
+    assert processor.started == ["a"]
+    assert processor.skipped == 1
 
 
 # Grouping by model ---------------------------------------------------------------------------
@@ -534,6 +680,41 @@ def test_stream_sync_can_be_stopped_and_closed() -> None:
     stream.close()
     assert processor.active == 0
     assert len(processor.started) < 2 + 10
+
+
+def test_stop_from_another_thread_stops_a_sync_batch() -> None:
+    processor = SyncJobs(BatchConfig(max_concurrent_requests=2), together=3)
+    items = [Job("a", ticks=1, wait_stop=True), Job("b", ticks=1, wait_stop=True), *jobs(0, 0)]
+    found: list[BatchResult[Job, str]] = []
+    worker = threading.Thread(target=lambda: found.extend(processor.process_sync(items)))
+    worker.start()
+    try:
+        processor.barrier.wait()  # both items run (on the pool's threads) and wait for the stop
+        processor.stop()  # from this thread, while process_sync waits in the worker thread
+    finally:
+        worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert [r.status for r in found] == ["ok", "ok", "skipped", "skipped"]
+    assert sorted(processor.started) == ["a", "b"]
+
+
+def test_stop_from_another_thread_ends_stream_sync() -> None:
+    processor = SyncJobs(BatchConfig(max_concurrent_requests=1), together=2)
+    items = [Job("a", ticks=1, wait_stop=True), *jobs(0, 0)]
+
+    def stop_once_started() -> None:
+        processor.barrier.wait()  # the item runs (on the pool's thread) and waits for the stop
+        processor.stop()
+
+    stopper = threading.Thread(target=stop_once_started)
+    stopper.start()
+    try:
+        names = [r.item.name for r in processor.stream_sync(items)]
+    finally:
+        stopper.join(timeout=10)
+    assert not stopper.is_alive()
+    assert names == ["a"]  # the item in flight finished; the others never started
+    assert processor.started == ["a"]
 
 
 def test_the_sync_methods_refuse_an_async_sleep() -> None:

@@ -6,10 +6,10 @@ import threading
 
 from quotaflow.batch._config import BatchConfig
 
-__all__ = ["Concurrency"]
+__all__ = ["AdaptiveConcurrency"]
 
 
-class Concurrency:
+class AdaptiveConcurrency:
     """The concurrency in force: the maximum, or adapted by AIMD after rate-limit errors.
 
     A rate-limit error halves it (down to the minimum) once per decrease: errors of tries

@@ -10,9 +10,9 @@ from quotaflow._errors import ConfigurationError
 
 __all__ = ["MAX_RETRY_DELAY", "RETRY_JITTER", "BatchConfig"]
 
-#: The longest wait before a retry, seconds (before jitter).
+#: The longest scheduled wait before a retry, seconds (the ``cap`` given to ``backoff``).
 MAX_RETRY_DELAY: Final = 30.0
-#: The largest random fraction added to a retry's wait.
+#: The random fraction of a retry's wait (the ``jitter`` given to ``backoff``).
 RETRY_JITTER: Final = 0.25
 _MAX_RETRIES: Final = 100
 
@@ -25,7 +25,9 @@ class BatchConfig:
         max_concurrent_requests: items in flight at once (threads, for the sync methods).
         max_retries_per_item: retries of an item after its first try (0: never retry).
         retry_delay: seconds before an item's first retry; doubled for each further retry,
-            capped at 30 s, plus up to 25% random jitter.
+            capped at 30 s, less up to 25% random jitter
+            (:func:`quotaflow.providers.backoff`). A server's retry hint (``Retry-After``,
+            a hint in the body...) replaces this schedule, lengthened by up to 25% jitter.
         stop_on_first_error: after the first item that finally fails, start no new items;
             those never started are reported as ``"skipped"``.
         group_by_model: start the items model by model, in the order in which the models
@@ -62,11 +64,6 @@ class BatchConfig:
             "min_concurrent_requests", self.min_concurrent_requests,
             lowest=1, highest=self.max_concurrent_requests,
         )  # fmt: skip
-
-    def retry_wait(self, retry: int, jitter: float) -> float:
-        """The wait before retry number ``retry`` (1 for the first), for ``jitter`` in [0, 1)."""
-        delay = min(MAX_RETRY_DELAY, self.retry_delay * 2.0 ** (retry - 1))
-        return delay * (1.0 + RETRY_JITTER * jitter)
 
 
 def _integer(name: str, value: object, *, lowest: int, highest: int | None = None) -> None:

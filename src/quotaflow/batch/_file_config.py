@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from quotaflow._errors import ConfigurationError
-from quotaflow.batch._limits import LIMIT_NAMES
+from quotaflow.batch._limits import check_limit_names
 
 __all__ = ["load_config"]
 
@@ -79,11 +79,7 @@ def _int(path: Path, key: str, value: object) -> int:
 def _limits(path: Path, table: object) -> dict[str, int]:
     if not isinstance(table, dict):
         raise ConfigurationError(f"{path}: [limits] must be a table")
-    unknown = set(table) - set(LIMIT_NAMES)
-    if unknown:
-        raise ConfigurationError(
-            f"{path}: unknown limits {', '.join(sorted(unknown))}; use {', '.join(LIMIT_NAMES)}"
-        )
+    check_limit_names(table, f"{path}: ")
     return {name: _int(path, f"limits.{name}", value) for name, value in table.items()}
 
 

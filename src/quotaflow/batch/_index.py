@@ -3,13 +3,16 @@
 A throwaway SQLite file (stdlib ``sqlite3``), so that memory stays flat for any input size:
 nothing per line is kept in Python. It is rebuilt from OUT by every run, next to OUT (or in a
 given folder), and deleted when the run ends; one left by a crashed run is replaced. A lock
-file beside it (``flock``, where the platform has it) keeps two runs off the same OUT.
+file beside OUT (``flock``, where the platform has it; wherever the index goes) keeps two runs
+off the same OUT.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, NamedTuple, Self
@@ -31,8 +34,10 @@ CREATE TABLE done (
 );
 CREATE TABLE ids (custom_id TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE invalid (line INTEGER PRIMARY KEY, message TEXT NOT NULL, custom_id TEXT);
+CREATE TABLE worst (line INTEGER PRIMARY KEY, line_hash TEXT, cost INTEGER);
 """
 _COMMIT_EVERY: Final = 10_000
+_LOCK_ATTEMPTS: Final = 5
 
 
 class DoneRecord(NamedTuple):
@@ -61,11 +66,15 @@ class WorkIndex:
     Args:
         folder: where to create the file (OUT's folder, so that a huge index does not fill
             a RAM-backed ``/tmp``).
-        stem: a name to recognise the file by.
+        stem: a name to recognise the file by (OUT's name).
+        lock_folder: where the lock file goes (default: ``folder``). A run passes OUT's
+            folder, so that the lock protects OUT wherever the index is.
     """
 
-    def __init__(self, folder: Path, stem: str = "batch") -> None:
-        self._lock_path = folder / f".{stem}.lock"
+    def __init__(
+        self, folder: Path, stem: str = "batch", *, lock_folder: Path | None = None
+    ) -> None:
+        self._lock_path = (folder if lock_folder is None else lock_folder) / f".{stem}.lock"
         self._lock = _lock(self._lock_path, stem)
         self.path = folder / f".{stem}.index.sqlite"
         with contextlib.suppress(FileNotFoundError):
@@ -76,7 +85,7 @@ class WorkIndex:
         )
         self._pending = 0
 
-    # Records found in OUT -------------------------------------------------------------------
+    # Records found in OUT -------------------------------------------------------------------------
 
     def add_record(self, line: int, record: DoneRecord) -> None:
         """Note OUT's ``record`` for ``line``; the first final record wins over the others."""
@@ -120,12 +129,21 @@ class WorkIndex:
         row = self._db.execute("SELECT min(line) FROM done WHERE matched = 0").fetchone()
         return None if row is None else row[0]
 
+    def settled_ordinals(self) -> Iterator[int]:
+        """The ordinals of OUT's records that settle their lines, in order.
+
+        Nothing may be written to the index while this is iterated.
+        """
+        query = "SELECT ordinal FROM done WHERE final = 1 ORDER BY ordinal"
+        for (ordinal,) in self._db.execute(query):
+            yield ordinal
+
     def counts(self) -> tuple[int, int]:
         """Lines of OUT done for good, and lines with only a failure to redo."""
         row = self._db.execute("SELECT sum(final), count(*) - sum(final) FROM done").fetchone()
         return (row[0] or 0, row[1] or 0)
 
-    # Ids and invalid lines -------------------------------------------------------------------
+    # Ids and invalid lines ------------------------------------------------------------------------
 
     def claim_id(self, custom_id: str, line: int) -> int | None:
         """Claim ``custom_id`` for ``line``: ``None``, or the line that claimed it first."""
@@ -152,7 +170,24 @@ class WorkIndex:
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
-    # Lifecycle -------------------------------------------------------------------------------
+    # Worst-case costs (under --max-cost) ----------------------------------------------------------
+
+    def set_worst(self, line: int, line_hash: str | None, cost: int | None) -> None:
+        """Note the worst-case cost of ``line`` (``None``: unpriced), as the pre-flight found it."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO worst (line, line_hash, cost) VALUES (?, ?, ?)",
+            (line, line_hash, cost),
+        )
+        self._tick()
+
+    def worst(self, line: int, line_hash: str | None) -> int | None:
+        """The worst-case cost noted for ``line`` with this content; ``None``: none is known."""
+        row = self._db.execute(
+            "SELECT cost FROM worst WHERE line = ? AND line_hash IS ?", (line, line_hash)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    # Lifecycle ------------------------------------------------------------------------------------
 
     def commit(self) -> None:
         """Write what is pending (the file is a scratch file: this bounds the journal)."""
@@ -187,9 +222,15 @@ class WorkIndex:
 
 
 def _lock(path: Path, stem: str) -> IO[bytes]:
-    """Open and lock ``path``; :class:`OutputBusyError` if another run holds it."""
-    handle = path.open("ab")
-    if fcntl is not None:
+    """Open and lock ``path``; :class:`OutputBusyError` if another run holds it.
+
+    The holder deletes the file when it is done, so a lock taken on a file that was deleted
+    meanwhile is worth nothing: the file is then opened again.
+    """
+    for _ in range(_LOCK_ATTEMPTS):
+        handle = path.open("ab")
+        if fcntl is None:
+            return handle
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -197,4 +238,10 @@ def _lock(path: Path, stem: str) -> IO[bytes]:
             raise OutputBusyError(
                 f"another quotaflow batch run is writing {stem} (lock {path})"
             ) from None
-    return handle
+        try:
+            if path.stat().st_ino == os.fstat(handle.fileno()).st_ino:
+                return handle
+        except FileNotFoundError:
+            pass
+        handle.close()  # the holder deleted it as we locked it: try the new one
+    raise OutputBusyError(f"could not lock {path}: other runs keep replacing it")

@@ -101,7 +101,6 @@ class RequestLine:
         path: the path relative to the provider's base URL.
         body: the JSON body to send.
         model: the body's model.
-        max_output: the body's output cap (``None`` if it sets none).
         line_hash: the hash of the line's text (:func:`line_hash`).
     """
 
@@ -111,7 +110,6 @@ class RequestLine:
     path: str
     body: dict[str, Any]
     model: str
-    max_output: int | None
     line_hash: str | None = None
 
 
@@ -241,9 +239,9 @@ def _request(
         _check_input(body.get("input"))
     else:
         _check_messages(body.get("messages"))
-    max_output = _cap(body, url, defaults)
+    _cap(body, url, defaults)
     path = _ENDPOINTS[provider][url]
-    return RequestLine(number, custom_id, url, path, body, model, max_output, digest)
+    return RequestLine(number, custom_id, url, path, body, model, digest)
 
 
 def _batch_request(data: dict[str, Any], provider: Provider) -> tuple[str, dict[str, Any]]:
@@ -306,8 +304,8 @@ def _check_input(value: object) -> None:
         raise _Invalid(f"input must be a non-empty string or list, got {_show(value)}")
 
 
-def _cap(body: dict[str, Any], url: str, defaults: InputDefaults) -> int | None:
-    """The body's output cap, checked; the default one set where it is needed."""
+def _cap(body: dict[str, Any], url: str, defaults: InputDefaults) -> None:
+    """Check the body's output cap; set the default one where it is needed."""
     keys = _CAP_KEYS[url]
     for key in keys:
         value = body.get(key)
@@ -315,13 +313,12 @@ def _cap(body: dict[str, Any], url: str, defaults: InputDefaults) -> int | None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise _Invalid(f"{key} must be a positive integer, got {_show(value)}")
-        return value
+        return
     cap = defaults.max_tokens
     if cap is None and (url == _MESSAGES or defaults.force_cap):
         cap = DEFAULT_MAX_TOKENS
     if cap is not None:
         body[keys[0]] = cap
-    return cap
 
 
 def _show(value: object) -> str:

@@ -10,7 +10,7 @@ from typing import Final, Literal
 
 from quotaflow._errors import ConfigurationError
 from quotaflow.batch._input import RequestLine
-from quotaflow.batch._limits import LIMIT_NAMES, check_preset
+from quotaflow.batch._limits import check_limit_names, check_preset
 from quotaflow.client import ClientConfig
 from quotaflow.providers import Provider
 
@@ -36,7 +36,8 @@ class BatchFileOptions:
         max_tokens: the output cap of bodies that set none.
         models: the models lines may use; others are invalid lines (``None``: any).
         limits: limits by name (``rpm rpd tpm tpd itpm otpm concurrency``) for every model.
-        preset: published limits, as ``openai:tier-3`` or ``anthropic:tier-2``.
+        preset: published limits, as ``openai:tier-3`` or ``anthropic:tier-2`` (the
+            provider's family; OpenRouter has ``openrouter:free`` only).
         headroom: the fraction of each limit to use.
         store: a store URL shared with other workers (``redis://...``).
         workers: the most requests in flight.
@@ -91,13 +92,12 @@ class BatchFileOptions:
             raise ConfigurationError(f"workers must be in [1, {_MAX_WORKERS}], got {self.workers}")
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ConfigurationError(f"max_tokens must be positive, got {self.max_tokens}")
+        check_limit_names(self.limits)
         for name, amount in self.limits.items():
-            if name not in LIMIT_NAMES:
-                raise ConfigurationError(f"unknown limit {name!r}; use {', '.join(LIMIT_NAMES)}")
             if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
                 raise ConfigurationError(f"limit {name} must be a positive integer, got {amount!r}")
         if self.preset is not None:
-            check_preset(self.preset)
+            check_preset(self.preset, self.provider_enum)
         if self.max_cost is not None and not (math.isfinite(self.max_cost) and self.max_cost > 0):
             raise ConfigurationError(f"max_cost must be a positive amount, got {self.max_cost}")
         if self.on_invalid not in {"record", "fail"}:

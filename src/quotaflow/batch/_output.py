@@ -123,7 +123,6 @@ class OutputWriter:
 
     def __init__(self, path: Path) -> None:
         self._file: IO[bytes] = path.open("ab")
-        self.written = 0
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` and flush it to the operating system.
@@ -138,7 +137,6 @@ class OutputWriter:
             encoded = (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
         self._file.write(encoded)
         self._file.flush()
-        self.written += 1
 
     def close(self) -> None:
         """Flush to disk and close."""

@@ -57,6 +57,14 @@ class ModelTotals:
     cost: int = 0
     unpriced: int = 0
 
+    def merge(self, other: ModelTotals) -> None:
+        """Add ``other``'s lines."""
+        self.lines += other.lines
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost += other.cost
+        self.unpriced += other.unpriced
+
     def add(self, line: LineEstimate) -> None:
         """Count one line."""
         self.lines += 1
@@ -76,7 +84,6 @@ class Preflight:
         lines: input lines (blank lines are not counted).
         settled: lines already done in OUT (skipped).
         settled_failed: those of them that failed for good.
-        to_send: valid lines to send.
         invalid: bad lines not already in OUT.
         assumed_output: lines with no output cap, counted at ``DEFAULT_MAX_TOKENS``.
         resume: what OUT held.
@@ -87,7 +94,6 @@ class Preflight:
     lines: int = 0
     settled: int = 0
     settled_failed: int = 0
-    to_send: int = 0
     invalid: int = 0
     assumed_output: int = 0
     resume: ResumeState = field(default_factory=ResumeState)
@@ -99,16 +105,11 @@ class Preflight:
         """The worst case of every line to send."""
         total = ModelTotals()
         for row in self.models.values():
-            total.lines += row.lines
-            total.input_tokens += row.input_tokens
-            total.output_tokens += row.output_tokens
-            total.cost += row.cost
-            total.unpriced += row.unpriced
+            total.merge(row)
         return total
 
     def count(self, model: str, line: LineEstimate) -> None:
         """Count a line to send."""
-        self.to_send += 1
         self.assumed_output += line.assumed
         if model not in self.models and len(self.models) >= _MAX_MODELS:
             model = OTHER_MODELS
@@ -165,7 +166,10 @@ async def preflight(
             report.invalid += 1
             bad_line(parsed)
             continue
-        report.count(parsed.model, estimate(defaults.provider, pricing, parsed))
+        worst = estimate(defaults.provider, pricing, parsed)
+        if options.max_cost is not None:  # the sending pass reads it instead of counting again
+            index.set_worst(number, parsed.line_hash, worst.cost)
+        report.count(parsed.model, worst)
     index.commit()
     missing = index.first_unmatched()
     if missing is not None:

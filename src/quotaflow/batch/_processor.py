@@ -27,14 +27,14 @@ import httpx
 
 from quotaflow._errors import AcquireTimeoutError, ConfigurationError, QuotaExhaustedError
 from quotaflow.batch._classify import classify
-from quotaflow.batch._concurrency import Concurrency
-from quotaflow.batch._config import BatchConfig
+from quotaflow.batch._concurrency import AdaptiveConcurrency
+from quotaflow.batch._config import MAX_RETRY_DELAY, RETRY_JITTER, BatchConfig
 from quotaflow.batch._result import BatchResult, ItemT, ResultT
 from quotaflow.batch._run import Run
 from quotaflow.batch._scheduler import Scheduler, by_index
 from quotaflow.batch._sleep import Sleep, sleep_async, sleep_sync
 from quotaflow.batch._source import Pair, Source, grouped
-from quotaflow.providers import ErrorClass, ErrorKind, Provider
+from quotaflow.providers import ErrorClass, ErrorKind, Provider, backoff
 
 __all__ = ["BatchProcessor", "Sleep"]
 
@@ -50,7 +50,8 @@ class BatchProcessor(Generic[ItemT, ResultT]):
         sleep: waits before retries (default: ``asyncio.sleep`` for the async methods,
             ``time.sleep`` for the sync ones); tests pass a fake.
         clock: seconds, for durations (default: ``time.monotonic``).
-        random: a number in [0, 1) for the retry jitter (default: ``random.random``).
+        random: a number in [0, 1) for the retry jitter (default: ``random.random``); passed to
+            :func:`quotaflow.providers.backoff`.
 
     Attributes:
         provider: the provider whose error format classifies HTTP errors (``None``:
@@ -73,7 +74,7 @@ class BatchProcessor(Generic[ItemT, ResultT]):
         self._sleep = sleep
         self._clock = clock or time.monotonic
         self._random = random or _random.random
-        self._concurrency = Concurrency(self.config)
+        self._concurrency = AdaptiveConcurrency(self.config)
         self._runs: set[Run] = set()
         self._lock = threading.Lock()
         self._counts = {"processed": 0, "succeeded": 0, "failed": 0, "retries": 0, "skipped": 0}
@@ -100,13 +101,11 @@ class BatchProcessor(Generic[ItemT, ResultT]):
         out (:class:`~quotaflow.AcquireTimeoutError`). Never retried: bad input
         (``ConfigurationError``, ``ValueError``, ``TypeError``), an exhausted quota, and
         anything unrecognised.
+
+        The batch classifies each failure once, with :meth:`classify`, and uses that class
+        here unless this method is overridden (an override is called with the error alone).
         """
-        if isinstance(error, ValueError | TypeError | QuotaExhaustedError):
-            return False
-        if isinstance(error, AcquireTimeoutError | httpx.TransportError):
-            return True
-        found = self.classify(error)
-        return found is not None and found.retryable
+        return _retryable(error, self.classify(error))
 
     def classify(self, error: BaseException) -> ErrorClass | None:
         """The provider's class of an error, or ``None`` when it is not a provider failure."""
@@ -182,7 +181,9 @@ class BatchProcessor(Generic[ItemT, ResultT]):
         At most the concurrency's worth of items are taken from ``items`` ahead of their
         results (all of them first with ``group_by_model``, which must see every model).
         Closing the iterator early (``aclose()``, ``break`` inside ``contextlib.aclosing``,
-        cancellation) cancels the items in flight and waits for them.
+        cancellation) cancels the items in flight and waits for them. After :meth:`stop`, the
+        items in flight finish and the stream ends; an item read from an async input just as
+        the stop came is yielded as ``"skipped"``.
         """
         run = Run()
         scheduler = Scheduler(self, run, await self._source(items))
@@ -233,9 +234,10 @@ class BatchProcessor(Generic[ItemT, ResultT]):
             try:
                 result = await self.process_item(item)
             except Exception as error:  # noqa: BLE001 (an item's failure is its result)
-                delay = self._retry_delay(error, attempts, generation)
+                found = self.classify(error)
+                delay = self._retry_delay(error, found, attempts, generation)
                 if delay is None:
-                    return self._failure(run, index, item, error, attempts, start)
+                    return self._failure(run, index, item, error, found, attempts, start)
                 await sleep_async(self._sleep, delay)
             else:
                 return self._success(index, item, result, attempts, start)
@@ -248,22 +250,41 @@ class BatchProcessor(Generic[ItemT, ResultT]):
             try:
                 result = self.process_item_sync(item)
             except Exception as error:  # noqa: BLE001 (an item's failure is its result)
-                delay = self._retry_delay(error, attempts, generation)
+                found = self.classify(error)
+                delay = self._retry_delay(error, found, attempts, generation)
                 if delay is None:
-                    return self._failure(run, index, item, error, attempts, start)
+                    return self._failure(run, index, item, error, found, attempts, start)
                 sleep_sync(self._sleep, delay, type(self).__name__)
             else:
                 return self._success(index, item, result, attempts, start)
 
-    def _retry_delay(self, error: Exception, attempts: int, generation: int) -> float | None:
-        """The wait before the next try, or ``None`` when the item has failed finally."""
-        found = self.classify(error)
+    def _retry_delay(
+        self, error: Exception, found: ErrorClass | None, attempts: int, generation: int
+    ) -> float | None:
+        """The wait before the next try, or ``None`` when the item has failed finally.
+
+        ``found`` is the error's class, from :meth:`classify`; a server's retry hint in it
+        replaces the exponential schedule (see :func:`quotaflow.providers.backoff`).
+        """
         if found is not None and found.kind is ErrorKind.RATE_LIMITED:
             self._concurrency.on_rate_limited(generation)
-        if attempts > self.config.max_retries_per_item or not self.is_retryable(error):
+        if attempts > self.config.max_retries_per_item or not self._is_retryable(error, found):
             return None
         self._count("retries")
-        return self.config.retry_wait(attempts, self._random())
+        return backoff(
+            attempts - 1,
+            hint=found.retry_after if found is not None else None,
+            base=self.config.retry_delay,
+            cap=MAX_RETRY_DELAY,
+            jitter=RETRY_JITTER,
+            random=self._random,
+        )
+
+    def _is_retryable(self, error: Exception, found: ErrorClass | None) -> bool:
+        """:meth:`is_retryable`, with the class already found unless it is overridden."""
+        if getattr(self.is_retryable, "__func__", None) is BatchProcessor.is_retryable:
+            return _retryable(error, found)
+        return self.is_retryable(error)
 
     def _success(
         self, index: int, item: ItemT, result: ResultT, attempts: int, start: float
@@ -273,12 +294,18 @@ class BatchProcessor(Generic[ItemT, ResultT]):
         return BatchResult(index, item, result, None, None, attempts, self._since(start), "ok")
 
     def _failure(
-        self, run: Run, index: int, item: ItemT, error: Exception, attempts: int, start: float
+        self,
+        run: Run,
+        index: int,
+        item: ItemT,
+        error: Exception,
+        found: ErrorClass | None,
+        attempts: int,
+        start: float,
     ) -> BatchResult[ItemT, ResultT]:
         self._count("processed", "failed")
         if self.config.stop_on_first_error:
             run.stop()
-        found = self.classify(error)
         error_class = found.kind.value if found is not None else type(error).__name__
         duration = self._since(start)
         return BatchResult(index, item, None, error, error_class, attempts, duration, "failed")
@@ -314,3 +341,12 @@ class BatchProcessor(Generic[ItemT, ResultT]):
         self, items: list[ItemT], found: dict[int, BatchResult[ItemT, ResultT]]
     ) -> list[BatchResult[ItemT, ResultT]]:
         return [found.get(i) or self._skip(i, item) for i, item in enumerate(items)]
+
+
+def _retryable(error: BaseException, found: ErrorClass | None) -> bool:
+    """The default retry decision (:meth:`BatchProcessor.is_retryable`), given the class."""
+    if isinstance(error, ValueError | TypeError | QuotaExhaustedError):
+        return False
+    if isinstance(error, AcquireTimeoutError | httpx.TransportError):
+        return True
+    return found is not None and found.retryable

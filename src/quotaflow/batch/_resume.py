@@ -130,12 +130,16 @@ def _compact(path: Path, index: WorkIndex) -> None:
 
 
 def _copy_settled(source: IO[bytes], target: IO[bytes], index: WorkIndex) -> None:
+    """Copy the records that settle their lines, found by their ordinals (OUT was parsed once)."""
+    keep = index.settled_ordinals()
+    wanted = next(keep, None)
     ordinal = -1
     for raw in source:
+        if wanted is None:
+            return
         if raw.isspace():
             continue
         ordinal += 1
-        line = json.loads(raw)["line"]
-        found = index.record_of(line)
-        if found is not None and found.final and found.ordinal == ordinal:
+        if ordinal == wanted:
             target.write(raw)
+            wanted = next(keep, None)

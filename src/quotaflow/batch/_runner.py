@@ -43,6 +43,7 @@ from quotaflow.batch._send import Outcome, send_line
 from quotaflow.batch._summary import BatchSummary, RunCounters, Stopped
 from quotaflow.batch._tables import usd
 from quotaflow.client import ChatLimiter, ClientConfig, ProviderConfig
+from quotaflow.core import Limit
 
 __all__ = ["StopControl", "run_batch_file"]
 
@@ -110,8 +111,9 @@ async def run_batch_file(
         provider, options.model, options.max_tokens, options.models,
         force_cap=options.max_cost is not None,
     )  # fmt: skip
-    folder = options.index_dir or options.output.resolve().parent
-    with WorkIndex(folder, options.output.name) as index:
+    out_folder = options.output.resolve().parent
+    folder = options.index_dir or out_folder
+    with WorkIndex(folder, options.output.name, lock_folder=out_folder) as index:
         resume = scan_output(options.output, index, retry_failed=options.retry_failed)
         problems = _Problems(reporter)
         report = await preflight(
@@ -121,6 +123,7 @@ async def run_batch_file(
         if report.interrupted:
             elapsed = time.monotonic() - started
             return BatchSummary.of(RunCounters(), report, stopped="interrupted", elapsed=elapsed)
+        limits = _scope_limits(options, report)  # a bad preset refuses before OUT is touched
         reporter.preflight(report)
         _check_report(options, report, problems)
         if options.dry_run:
@@ -131,7 +134,7 @@ async def run_batch_file(
         prepare_output(options.output, index, resume)
         run = _Run(options, defaults, index, pricing, control, reporter)
         run.counters.to_do = report.lines - report.settled
-        async with _client(options, report) as chat:
+        async with _client(options, limits) as chat:
             await run.execute(chat)
         elapsed = time.monotonic() - started
         return BatchSummary.of(run.counters, report, stopped=run.stopped, elapsed=elapsed)
@@ -186,13 +189,20 @@ def _check_report(options: BatchFileOptions, report: Preflight, problems: _Probl
         )
 
 
-def _client(options: BatchFileOptions, report: Preflight) -> ChatLimiter:
+def _scope_limits(options: BatchFileOptions, report: Preflight) -> dict[str, tuple[Limit, ...]]:
+    """The configured limits of the models to send (checked even with a ``client_config``).
+
+    Raises:
+        ConfigurationError: a limit is invalid, or the preset has no table for a model.
+    """
+    models = [m for m in report.models if m != OTHER_MODELS]
+    return scope_limits(options.provider_enum, options.limits, options.preset, models)
+
+
+def _client(options: BatchFileOptions, limits: dict[str, tuple[Limit, ...]]) -> ChatLimiter:
     config = options.client_config
     if config is None:
-        provider = options.provider_enum
-        models = [m for m in report.models if m != OTHER_MODELS]
         overrides: dict[str, Any] = {}
-        limits = scope_limits(provider, options.limits, options.preset, models)
         if limits:
             overrides["limits"] = limits
         if options.store is not None:
@@ -288,9 +298,12 @@ class _Run:
         return parse_line(number, text, self.defaults)
 
     def _worst(self, item: RequestLine) -> int:
+        """The line's worst-case cost under a budget: the pre-flight's, kept in the index."""
         if self.budget.limit is None:
             return 0
-        cost = estimate(self.defaults.provider, self.pricing, item).cost
+        cost = self.index.worst(item.line, item.line_hash)
+        if cost is None:  # not priced by the pre-flight (never for a valid line of it)
+            cost = estimate(self.defaults.provider, self.pricing, item).cost
         return self.budget.limit + 1 if cost is None else cost  # unpriced: never fits
 
     async def _slot(self, worst: int, stop: asyncio.Task[None]) -> bool:

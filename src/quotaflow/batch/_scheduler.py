@@ -71,6 +71,11 @@ class Scheduler(Generic[ItemT, ResultT]):
                 self._start(pair)
 
     def _take_pulled(self) -> list[BatchResult[ItemT, ResultT]]:
+        """Start the item just read; if the batch stopped meanwhile, report it as skipped.
+
+        An item read from an async input as the stop came was taken from the input already:
+        it is yielded as ``"skipped"`` rather than silently lost.
+        """
         pull, self._pull = self._pull, None
         pair = None if pull is None or pull.cancelled() else pull.result()
         if pair is None:

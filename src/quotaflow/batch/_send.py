@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from quotaflow.providers import (
     classify_exception,
     extract_usage,
 )
+from quotaflow.providers._bodies import MAX_BODY_BYTES, as_json
 
 __all__ = ["TRANSPORT_ERROR", "Outcome", "send_line"]
 
@@ -55,10 +57,23 @@ class Outcome:
 
 
 def _decoded(content: bytes) -> object:
-    try:
-        return json.loads(content)
-    except (ValueError, RecursionError):
-        return content.decode("utf-8", errors="replace")[:_MESSAGE_CHARS]
+    """The answer's body as ``as_json`` reads it: its JSON, its text, or ``None`` (not UTF-8).
+
+    ``as_json`` does not parse a body above ``MAX_BODY_BYTES`` (an error body never is that
+    big), but a record keeps a whole answer, whatever its size.
+    """
+    data = as_json(content)
+    if data is None and len(content) > MAX_BODY_BYTES:
+        with contextlib.suppress(ValueError, RecursionError):
+            data = json.loads(content)
+    return data
+
+
+def _shown(data: object, content: bytes) -> object:
+    """What a record keeps of a body: its JSON, else the start of its text."""
+    if data is None:  # not UTF-8, or too big to be JSON
+        data = content.decode("utf-8", errors="replace")
+    return data[:_MESSAGE_CHARS] if isinstance(data, str) else data
 
 
 async def send_line(
@@ -78,7 +93,8 @@ async def send_line(
         code = TRANSPORT_ERROR if found is None else found.kind.value
         message = f"{type(error).__name__}: {error}"[:_MESSAGE_CHARS]
         return _failure(item, code, message)
-    body = _decoded(response.content)
+    data = _decoded(response.content)
+    body = _shown(data, response.content)
     if response.is_success and isinstance(body, dict):
         part = response_part(response, body)
         record = success_record(item.line, item.custom_id, part, item.line_hash)
@@ -89,7 +105,7 @@ async def send_line(
         return _failure(
             item, TRANSPORT_ERROR, message, response_part(response, body), response.status_code
         )
-    found = classify_error(provider, response.status_code, response.headers, response.content)
+    found = classify_error(provider, response.status_code, response.headers, data)
     message = f"HTTP {response.status_code}: {found.message or response.reason_phrase}"
     part = response_part(response, body)
     return _failure(item, found.kind.value, message[:_MESSAGE_CHARS], part, response.status_code)

@@ -12,6 +12,7 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from types import MappingProxyType
 from typing import Any, Final, Self
 
 from quotaflow._errors import ConfigurationError
@@ -32,7 +33,7 @@ from quotaflow.core._limits import (
 )
 from quotaflow.providers import Provider
 
-__all__ = ["ENV_PREFIX", "ClientConfig", "RetryPolicy", "parse_limits"]
+__all__ = ["ENV_PREFIX", "LIMIT_SHORTHANDS", "ClientConfig", "RetryPolicy", "parse_limits"]
 
 #: The prefix of every environment variable the client reads.
 ENV_PREFIX: Final = "QUOTAFLOW_"
@@ -54,6 +55,9 @@ _SHORTHANDS: Final[dict[str, Callable[[int], Limit]]] = {
     "monthly_tokens": lambda n: monthly_quota("tokens", n),
     "monthly_cost": lambda n: monthly_quota("cost", n),
 }
+#: The limits that can be written as ``name:amount`` (``QUOTAFLOW_LIMITS``), by name: each
+#: makes its :class:`~quotaflow.core.Limit` from an amount. Read-only.
+LIMIT_SHORTHANDS: Final[Mapping[str, Callable[[int], Limit]]] = MappingProxyType(_SHORTHANDS)
 
 
 @dataclass(frozen=True, slots=True)
