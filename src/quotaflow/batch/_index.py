@@ -10,19 +10,21 @@ off the same OUT.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import IO, Final, NamedTuple, Self
 
 from quotaflow.batch._file_errors import OutputBusyError
 
-try:
-    import fcntl
-except ImportError:  # pragma: no cover (Windows: no lock)
-    fcntl = None  # type: ignore[assignment]
+#: ``flock`` where the platform has it (not on Windows: runs there are not locked).
+_FCNTL: ModuleType | None = (
+    importlib.import_module("fcntl") if importlib.util.find_spec("fcntl") else None
+)
 
 __all__ = ["DoneRecord", "WorkIndex"]
 
@@ -229,10 +231,10 @@ def _lock(path: Path, stem: str) -> IO[bytes]:
     """
     for _ in range(_LOCK_ATTEMPTS):
         handle = path.open("ab")
-        if fcntl is None:
+        if _FCNTL is None:
             return handle
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _FCNTL.flock(handle.fileno(), _FCNTL.LOCK_EX | _FCNTL.LOCK_NB)
         except BlockingIOError:
             handle.close()
             raise OutputBusyError(
