@@ -158,11 +158,11 @@ def batch(
         Path, typer.Argument(metavar="OUT.jsonl", help="Output: appended to; rerun to resume.")
     ],
     provider: Annotated[
-        str | None, typer.Option(help="openai, anthropic or openrouter [default: openai].")
+        str | None, typer.Option(help="openai, anthropic or openrouter (default: openai).")
     ] = None,
     base_url: Annotated[str | None, typer.Option(help="The API's base URL.")] = None,
     api_key: Annotated[
-        str | None, typer.Option(help="The key [default: the provider's env variable].")
+        str | None, typer.Option(help="The key (default: the provider's env variable).")
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model of lines that name none.")] = None,
     max_tokens: Annotated[
@@ -193,7 +193,7 @@ def batch(
         str | None, typer.Option(help="Store URL shared with other workers (redis://...).")
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(min=1, max=10_000, help="Most lines in flight [default: 64].")
+        int | None, typer.Option(min=1, max=10_000, help="Most lines in flight (default: 64).")
     ] = None,
     max_retries: Annotated[
         int | None, typer.Option(min=0, max=100, help="Retries per line.")
