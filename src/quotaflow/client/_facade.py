@@ -230,29 +230,33 @@ class ChatLimiter:
 
     def _async_client(self) -> Any:  # noqa: ANN401
         if self._async is None:
-            inner, library = self._inner(asynchronous=True)
-            self._async_transport = AsyncQuotaflowTransport(
-                inner, config=self.config, limiter=self._async_limiter, stats=self._stats
-            )
-            self._async = library.AsyncClient(
-                transport=self._async_transport, base_url=self.base_url,
-                headers=self._headers(), timeout=self._timeout,
-            )  # fmt: skip
+            self._async_transport, self._async = self._make_client(asynchronous=True)
         return self._async
 
     def _sync_client(self) -> Any:  # noqa: ANN401
         if self._sync is None:
             with self._sync_lock:  # threads calling at once must share one client
                 if self._sync is None:
-                    inner, library = self._inner(asynchronous=False)
-                    self._sync_transport = QuotaflowTransport(
-                        inner, config=self.config, limiter=self._sync_limiter, stats=self._stats
-                    )
-                    self._sync = library.Client(
-                        transport=self._sync_transport, base_url=self.base_url,
-                        headers=self._headers(), timeout=self._timeout,
-                    )  # fmt: skip
+                    self._sync_transport, self._sync = self._make_client(asynchronous=False)
         return self._sync
+
+    def _make_client(self, *, asynchronous: bool) -> tuple[Any, Any]:
+        """A governed transport and the httpx (or httpx2) client that sends through it."""
+        inner, library = self._inner(asynchronous=asynchronous)
+        if asynchronous:
+            transport: Any = AsyncQuotaflowTransport(
+                inner, config=self.config, limiter=self._async_limiter, stats=self._stats
+            )
+        else:
+            transport = QuotaflowTransport(
+                inner, config=self.config, limiter=self._sync_limiter, stats=self._stats
+            )
+        kind = library.AsyncClient if asynchronous else library.Client
+        client = kind(
+            transport=transport, base_url=self.base_url, headers=self._headers(),
+            timeout=self._timeout,
+        )  # fmt: skip
+        return transport, client
 
     # Requests --------------------------------------------------------------------------------
 
